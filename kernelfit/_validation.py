@@ -1,0 +1,122 @@
+"""Argument checks shared by the public functions: each names the argument it checks.
+
+Every public function validates its arguments here, once, and the private modules trust them.
+"""
+
+import numbers
+
+import numpy as np
+
+MODES = ("full", "same", "valid")
+CONVENTIONS = ("convolution", "correlation")
+
+# Public boundary name -> numpy.pad mode.  scipy.signal.convolve2d's names are aliases.
+BOUNDARIES = {
+    "constant": "constant",
+    "fill": "constant",
+    "edge": "edge",
+    "wrap": "wrap",
+    "symmetric": "symmetric",
+    "symm": "symmetric",
+    "reflect": "reflect",
+}
+
+
+def _quote_all(values):
+    return ", ".join(repr(v) for v in values)
+
+
+def check_choice(value, name, choices):
+    """Return `value` if it is one of `choices`, else raise naming `name` and the choices."""
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{name} must be one of {_quote_all(choices)}; got {value!r}")
+    return value
+
+
+def check_boundary(boundary):
+    """Return the numpy.pad name for a public boundary name."""
+    return BOUNDARIES[check_choice(boundary, "boundary", tuple(BOUNDARIES))]
+
+
+def float_dtype(dtype):
+    """The floating dtype that data of `dtype` is computed in.
+
+    Integers and booleans go to float64, float16 to float32; float32/64 and complex64/128
+    are kept.
+    """
+    dtype = np.dtype(dtype)
+    if dtype.kind in "biu":
+        return np.dtype(np.float64)
+    if dtype == np.float16:
+        return np.dtype(np.float32)
+    if dtype.kind in "fc":
+        return dtype
+    raise TypeError(f"unsupported dtype {dtype}")
+
+
+def as_float_array(value, name, *, min_ndim=1):
+    """Convert an array-like to a finite floating or complex ndarray, checking it on the way.
+
+    Raises TypeError for non-numeric data and ValueError for too few dimensions, empty axes
+    and NaN or infinite values; every message names `name`.
+    """
+    try:
+        array = np.asarray(value)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be a numeric array-like; {exc}") from None
+    if array.dtype.kind not in "biufc":
+        raise TypeError(f"{name} must be a numeric array (bool, integer, float or complex); "
+                        f"got dtype {array.dtype}")
+    if array.ndim < min_ndim:
+        raise ValueError(f"{name} must have at least {min_ndim} dimension"
+                         f"{'s' if min_ndim > 1 else ''}; got shape {array.shape}")
+    if array.size == 0:
+        raise ValueError(f"{name} must not be empty; got shape {array.shape}")
+    array = array.astype(float_dtype(array.dtype), copy=False)
+    if not np.all(np.isfinite(array)):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return array
+
+
+def check_scalar(value, name, *, complex_ok=True):
+    """Return a finite Python number (int, float or complex), naming `name` if it is not one."""
+    kinds = numbers.Complex if complex_ok else numbers.Real
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        what = "a real or complex number" if complex_ok else "a real number"
+        raise TypeError(f"{name} must be {what}; got {value!r}")
+    if not np.isfinite(value):
+        raise ValueError(f"{name} must be finite; got {value!r}")
+    return value
+
+
+def check_axis(axis, ndim, name):
+    """Normalise an integer axis against `ndim`, or raise naming `name` and the valid range."""
+    if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
+        raise TypeError(f"{name} must be None or an integer; got {axis!r}")
+    axis = int(axis)
+    if not -ndim <= axis < ndim:
+        raise ValueError(f"{name}={axis} is out of range for an array with {ndim} "
+                         f"dimension{'s' if ndim != 1 else ''} (valid: {-ndim} to {ndim - 1})")
+    return axis % ndim
+
+
+def check_int_tuple(value, name, length, *, minimum=None):
+    """An int or a sequence of `length` ints as a tuple; each at least `minimum` if given."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        values = (int(value),) * length
+    else:
+        try:
+            values = tuple(value)
+        except TypeError:
+            raise TypeError(f"{name} must be an integer or a sequence of {length} integers; "
+                            f"got {value!r}") from None
+        if len(values) != length or not all(
+                isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in values):
+            raise ValueError(f"{name} must be an integer or a sequence of {length} integers; "
+                             f"got {value!r}")
+        values = tuple(int(v) for v in values)
+    if minimum is not None and any(v < minimum for v in values):
+        raise ValueError(f"{name} must be at least {minimum} along every axis; got {value!r}")
+    return values
