@@ -1,6 +1,7 @@
 """kernelfit: recover the convolution kernel of an unknown linear filter from its input and output.
 
-The forward model (:func:`convolve`, :func:`correlate`) lives beside named kernels
+:func:`fit_kernel` solves the inverse problem and returns a :class:`KernelFit`; the forward
+model (:func:`convolve`, :func:`correlate`) lives beside named kernels
 (:mod:`kernelfit.kernels`), synthetic data (:mod:`kernelfit.synth`) and sample images
 (:mod:`kernelfit.data`).
 """
@@ -9,12 +10,17 @@ __version__ = "0.1.0"
 
 from . import data, kernels, synth
 from ._convolve import convolve, correlate
+from ._fit import fit_kernel
+from ._result import IdentifiabilityWarning, KernelFit
 
 __all__ = [
+    "IdentifiabilityWarning",
+    "KernelFit",
     "__version__",
     "convolve",
     "correlate",
     "data",
+    "fit_kernel",
     "kernels",
     "synth",
 ]

@@ -1,0 +1,404 @@
+"""fit_kernel: recover a kernel from input/output pairs; validation, problem set-up, dispatch.
+
+The arguments are checked here once; solvers (kernelfit._solvers) receive a FitProblem.
+"""
+
+import warnings
+
+import numpy as np
+
+from ._convolve import check_origin
+from ._problem import FitProblem, Pair, expected_shape, extend, infer_mode
+from ._result import IdentifiabilityWarning, KernelFit
+from ._solvers import SOLVERS, get_solver
+from ._validation import (
+    CONVENTIONS,
+    MODES,
+    as_float_array,
+    check_axis,
+    check_boundary,
+    check_choice,
+    check_int_tuple,
+    check_scalar,
+)
+
+__all__ = ["fit_kernel"]
+
+CHANNELS = ("shared", "separate", "full")
+
+
+def fit_kernel(input, output, size, *, mode=None, boundary=None, fillvalue=0,
+               convention="convolution", method="lstsq", bias=False, channel_axis=None,
+               channels="shared", mask=None, saturated="auto", reg=None, rcond=None,
+               origin=0):
+    r"""Recover the kernel of a linear filter from its input and output.
+
+    Every output sample is a linear function of a window of the input, so the kernel is
+    the solution of a least-squares problem with one equation per usable output sample
+    and one unknown per kernel coefficient (plus a bias). kernelfit uses every usable
+    sample, never only the first ``size**2`` windows, and reports whether the data
+    determine the kernel.
+
+    Parameters
+    ----------
+    input, output : array_like, or sequences of array_like
+        The filter's input and output (any real or complex dtype; integer images too).
+        Two equal-length lists or tuples of ndarrays are several pairs that share one
+        kernel; their equations are stacked.
+    size : int or sequence of int
+        Kernel shape along every spatial axis (odd, even, rectangular, N-D).
+    mode : {None, 'same', 'valid', 'full'}, optional
+        Output geometry as in :func:`kernelfit.convolve`. None infers it from the shapes:
+        equal means 'same', smaller by ``size - 1`` 'valid', larger by ``size - 1`` 'full'.
+    boundary : {None, 'fill', 'constant', 'edge', 'wrap', 'symmetric', 'symm', 'reflect'}
+        None uses only the output samples that do not depend on how the input was
+        extended (the interior in 'same' mode), so an unknown edge rule cannot bias the
+        kernel; a named rule uses every output sample under that rule. 'full' mode
+        extends the input with `fillvalue` (zero) unless a rule is named.
+    fillvalue : number, optional
+        The value beyond the edges for the 'fill' rule.
+    convention : {'convolution', 'correlation'}, optional
+        The orientation the kernel is returned in (the fit is the same either way).
+    method : {'lstsq', 'pinv', 'ridge'}, optional
+        'lstsq': exact minimum-norm least squares by SVD. 'pinv': an explicit
+        pseudoinverse, discarding singular values below ``rcond * s_max``. 'ridge':
+        Tikhonov regularisation with parameter `reg`.
+    bias : bool, optional
+        Also fit an additive constant, one per output channel (Pillow's EMBOSS adds 128).
+    channel_axis : int or None, optional
+        The channel axis of `input` (and of `output` if it has one; an output with one
+        dimension fewer is a grey output from a colour input).
+    channels : {'shared', 'separate', 'full'}, optional
+        With a channel axis: 'shared' fits one spatial kernel applied to every channel;
+        'separate' one kernel per channel, returned as ``(*size, C)``; 'full' a
+        ``(*size, C_in, C_out)`` kernel that mixes channels like a convolution layer. A
+        grey output always gives a ``(*size, C_in)`` kernel ('shared' or 'full').
+    mask : array_like of bool, or a sequence of them, optional
+        True where an output sample may be used; shaped like the output (or its spatial
+        axes, for every channel alike).
+    saturated : 'auto', bool or (low, high), optional
+        'auto' leaves out samples of an integer output at its dtype's limits (clipped,
+        e.g. 0 and 255); False keeps every sample; True is 'auto' for any dtype, with the
+        output's own minimum and maximum; a pair names the limits.
+    reg : float or 'gcv', optional
+        Tikhonov parameter for ``method='ridge'`` (``|A k - b|^2 + reg |k|^2``, the bias
+        unpenalised), or 'gcv' to choose it by generalised cross-validation.
+    rcond : float, optional
+        Relative cut-off for ``method='pinv'``; default ``max(n, m) * eps``.
+    origin : int or sequence of int, optional
+        Anchor shift in 'same' mode, as in :func:`kernelfit.convolve`, for filters that
+        centre even kernels differently.
+
+    Returns
+    -------
+    fit : KernelFit
+        The kernel, its standard errors and the diagnostics; ``fit.predict(input)``
+        re-applies it.
+
+    Raises
+    ------
+    ValueError
+        For shapes that fit no mode, a size larger than the data, NaN or infinite values,
+        mismatched pairs or masks, unknown options, or no usable samples.
+    TypeError
+        For arguments of the wrong type.
+
+    Warns
+    -----
+    IdentifiabilityWarning
+        When the data do not determine the kernel: the minimum-norm kernel is returned.
+
+    See Also
+    --------
+    kernelfit.convolve : The forward model the kernel is fitted for.
+
+    Notes
+    -----
+    With windows :math:`w_n` of the (extended) input, the fit solves
+
+    .. math:: \min_{k, c} \sum_{n \in \text{usable}} |y_n - w_n \cdot k - c|^2
+
+    from one SVD of the patch matrix :math:`W = U S V^H`: the kernel is
+    :math:`V f(S) U^H y` with :math:`f = 1/s` above the rank tolerance (lstsq, pinv) or
+    :math:`s / (s^2 + \lambda)` (ridge), and the standard errors are the square roots of
+    the diagonal of :math:`\hat\sigma^2 V f(S)^2 V^H`, with :math:`\hat\sigma^2` the
+    residual variance. The patch matrix holds only the used windows (a view until then).
+
+    Examples
+    --------
+    Recover a 3x3 kernel from a random image and its filtered copy:
+
+    >>> import numpy as np
+    >>> import kernelfit
+    >>> rng = np.random.default_rng(0)
+    >>> image = rng.standard_normal((20, 10))
+    >>> kernel = np.diag([1.0, 1.0, 1.0])
+    >>> fit = kernelfit.fit_kernel(image, kernelfit.convolve(image, kernel), 3)
+    >>> fit.kernel.round(10) + 0.0
+    array([[1., 0., 0.],
+           [0., 1., 0.],
+           [0., 0., 1.]])
+    >>> fit.identifiable, fit.n_equations
+    (True, 144)
+    """
+    check_choice(method, "method", tuple(SOLVERS))
+    check_choice(convention, "convention", CONVENTIONS)
+    if mode is not None:
+        check_choice(mode, "mode", MODES)
+    pad_mode = None if boundary is None else check_boundary(boundary)
+    fillvalue = check_scalar(fillvalue, "fillvalue")
+    if not isinstance(bias, (bool, np.bool_)):
+        raise TypeError(f"bias must be True or False; got {bias!r}")
+    check_choice(channels, "channels", CHANNELS)
+    options = _method_options(method, reg, rcond)
+
+    inputs, outputs = _as_pairs(input, output)
+    masks = _as_masks(mask, len(inputs))
+    first_input = as_float_array(inputs[0], _name("input", 0, len(inputs)))
+    if channel_axis is not None:
+        if first_input.ndim < 2:
+            raise ValueError(f"input must have at least 2 dimensions with a channel_axis; "
+                             f"got shape {first_input.shape}")
+        channel_axis = check_axis(channel_axis, first_input.ndim, "channel_axis")
+    n_spatial = first_input.ndim - (channel_axis is not None)
+    size = check_int_tuple(size, "size", n_spatial, minimum=1)
+
+    pairs, modes, n_masked, grey_output = [], set(), 0, None
+    for i, (x, y, m) in enumerate(zip(inputs, outputs, masks)):
+        x = first_input if i == 0 else as_float_array(x, _name("input", i, len(inputs)))
+        y_name = _name("output", i, len(inputs))
+        y_raw = np.asarray(y)
+        y = as_float_array(y, y_name)
+        x, y, grey = _channels_last(x, y, channel_axis, n_spatial, i, len(inputs))
+        if grey_output is not None and grey != grey_output:
+            raise ValueError("every output must have the same channel layout")
+        grey_output = grey
+        spatial_in, spatial_out = x.shape[:-1], y.shape[:-1]
+        if any(k > n for k, n in zip(size, spatial_in)):
+            raise ValueError(f"size {size} is larger than the {_name('input', i, len(inputs))}"
+                             f" spatial shape {spatial_in}")
+        pair_mode = mode or infer_mode(spatial_in, spatial_out, size, y_name)
+        if mode is not None and spatial_out != expected_shape(spatial_in, size, mode):
+            raise ValueError(f"{y_name} spatial shape {spatial_out} does not fit mode="
+                             f"{mode!r}: expected {expected_shape(spatial_in, size, mode)} "
+                             f"for input spatial shape {spatial_in} and size {size}")
+        modes.add(pair_mode)
+        if len(modes) > 1:
+            raise ValueError(f"the pairs' shapes imply different modes {sorted(modes)}; pass "
+                             f"mode= or give every pair the same geometry")
+        keep = _usable(y_raw, y, m, saturated, channel_axis, grey, i, len(inputs))
+        if pair_mode == "full" and boundary is None:
+            rule, rule_pad = "fill", "constant"
+        else:
+            rule, rule_pad = boundary, pad_mode
+        origin_checked = check_origin(origin, size, pair_mode, convention)
+        extended, crop = extend(x, size, pair_mode, rule, rule_pad, fillvalue, convention,
+                                origin_checked)
+        keep = keep[crop]
+        n_masked += int(keep.size - keep.sum())
+        pairs.append(Pair(extended, y[crop], keep))
+    (mode,) = modes
+    if mode == "full" and boundary is None:
+        boundary = "fill"
+
+    n_in = pairs[0].extended.shape[-1]
+    n_out = pairs[0].target.shape[-1]
+    for pair in pairs[1:]:
+        if pair.extended.shape[-1] != n_in or pair.target.shape[-1] != n_out:
+            raise ValueError("every pair must have the same number of channels")
+    layout = _layout(channel_axis, channels, grey_output, n_in, n_out)
+    kernel_shape = {"shared": size, "separate": size + (n_out,),
+                    "full": size + (n_in, n_out)}[layout]
+    bias_shape = (n_in,) if layout == "shared" else (n_out,)
+    dtype = np.result_type(*(p.extended.dtype for p in pairs),
+                           *(p.target.dtype for p in pairs))
+    total = sum(int(p.usable.sum()) for p in pairs)
+    if total == 0:  # size <= input leaves every geometry at least one sample
+        raise ValueError(f"no output samples left to fit: all {n_masked} usable samples are "
+                         f"masked out or saturated (see mask= and saturated=)")
+    problem = FitProblem(pairs=pairs, size=size, layout=layout, n_in=n_in, n_out=n_out,
+                         bias=bool(bias), dtype=np.dtype(dtype), kernel_shape=kernel_shape,
+                         bias_shape=bias_shape, n_masked=n_masked)
+
+    estimate = get_solver(method)(problem, **options)
+    return _result(estimate, problem, method=method, mode=mode, boundary=boundary,
+                   convention=convention, fillvalue=fillvalue,
+                   origin=check_origin(origin, size, mode, convention),
+                   channel_axis=channel_axis, channels=channels, grey_output=grey_output)
+
+
+def _name(what, i, n):
+    return what if n == 1 else f"{what}[{i}]"
+
+
+def _method_options(method, reg, rcond):
+    if method == "ridge":
+        if reg is None:
+            raise ValueError("method='ridge' needs reg: a non-negative number or 'gcv'")
+        if reg != "gcv":
+            reg = check_scalar(reg, "reg", complex_ok=False)
+            if reg < 0:
+                raise ValueError(f"reg must be non-negative or 'gcv'; got {reg!r}")
+    elif reg is not None:
+        raise ValueError(f"reg is used only by method='ridge'; got method={method!r}")
+    if method == "pinv":
+        if rcond is not None:
+            rcond = check_scalar(rcond, "rcond", complex_ok=False)
+            if not 0 <= rcond < 1:
+                raise ValueError(f"rcond must be in [0, 1); got {rcond!r}")
+    elif rcond is not None:
+        raise ValueError(f"rcond is used only by method='pinv'; got method={method!r}")
+    return {"ridge": {"reg": reg}, "pinv": {"rcond": rcond}}.get(method, {})
+
+
+def _is_pair_list(value):
+    return isinstance(value, (list, tuple)) and len(value) > 0 and all(
+        isinstance(item, np.ndarray) for item in value)
+
+
+def _as_pairs(input, output):
+    """Two lists of arrays: one pair, or several that share the kernel."""
+    several_in, several_out = _is_pair_list(input), _is_pair_list(output)
+    if several_in != several_out:
+        which = "input" if several_in else "output"
+        raise ValueError(f"{which} is a sequence of ndarrays (several pairs) but the other is "
+                         f"not; pass equal-length sequences of ndarrays for several pairs")
+    if not several_in:
+        return [input], [output]
+    if len(input) != len(output):
+        raise ValueError(f"input and output must have the same number of pairs; got "
+                         f"{len(input)} inputs and {len(output)} outputs")
+    return list(input), list(output)
+
+
+def _as_masks(mask, n_pairs):
+    if mask is None:
+        return [None] * n_pairs
+    if n_pairs == 1:
+        return [mask]
+    if not (isinstance(mask, (list, tuple)) and len(mask) == n_pairs):
+        raise ValueError(f"mask must be a sequence of {n_pairs} masks, one per pair")
+    return list(mask)
+
+
+def _channels_last(x, y, channel_axis, n_spatial, i, n):
+    """Move channels last (adding a length-1 axis without channels); flag a grey output."""
+    y_name = _name("output", i, n)
+    if channel_axis is None:
+        if y.ndim != x.ndim:
+            raise ValueError(f"{y_name} must have as many dimensions as input ({x.ndim}) "
+                             f"without a channel_axis; got shape {y.shape}")
+        return x[..., np.newaxis], y[..., np.newaxis], False
+    if x.ndim != n_spatial + 1:
+        raise ValueError(f"{_name('input', i, n)} must have {n_spatial + 1} dimensions like "
+                         f"the first input; got shape {x.shape}")
+    x = np.moveaxis(x, channel_axis, -1)
+    if y.ndim == x.ndim:
+        return x, np.moveaxis(y, channel_axis, -1), False
+    if y.ndim == n_spatial:
+        return x, y[..., np.newaxis], True
+    raise ValueError(f"{y_name} must have {x.ndim} dimensions (with channels) or {n_spatial} "
+                     f"(grey) for an input of shape {x.shape[:-1]} with channels; got shape "
+                     f"{y.shape}")
+
+
+def _usable(y_raw, y, mask, saturated, channel_axis, grey, i, n):
+    """Boolean mask (channels last) of output samples that are not masked out or clipped."""
+    shape = y.shape  # channels last
+    keep = np.ones(shape, dtype=bool)
+    if mask is not None:
+        name = "mask" if n == 1 else f"mask[{i}]"
+        mask = np.asarray(mask)
+        given_shape = mask.shape
+        if mask.dtype != bool:
+            raise TypeError(f"{name} must be a boolean array; got dtype {mask.dtype}")
+        if channel_axis is not None and not grey and mask.ndim == len(shape):
+            mask = np.moveaxis(mask, channel_axis, -1)
+        elif mask.ndim == len(shape) - 1:
+            mask = mask[..., np.newaxis]
+        if mask.shape not in (shape, shape[:-1] + (1,)):
+            raise ValueError(f"{name} has shape {given_shape}; expected the "
+                             f"output's shape or its spatial shape")
+        keep &= mask
+    limits = _saturation_limits(saturated, y_raw)
+    if limits is not None:
+        raw = y_raw if channel_axis is None else (
+            y_raw[..., np.newaxis] if grey else np.moveaxis(y_raw, channel_axis, -1))
+        if channel_axis is None:
+            raw = raw[..., np.newaxis]
+        keep &= (raw > limits[0]) & (raw < limits[1])
+    return keep
+
+
+def _saturation_limits(saturated, y_raw):
+    if isinstance(saturated, str):
+        check_choice(saturated, "saturated", ("auto",))
+        if y_raw.dtype.kind in "iu":
+            info = np.iinfo(y_raw.dtype)
+            return info.min, info.max
+        return None
+    if isinstance(saturated, (bool, np.bool_)):
+        return (y_raw.min(), y_raw.max()) if saturated else None
+    try:
+        low, high = saturated
+    except (TypeError, ValueError):
+        raise ValueError(f"saturated must be 'auto', True, False or a (low, high) pair; got "
+                         f"{saturated!r}") from None
+    low = check_scalar(low, "saturated low", complex_ok=False)
+    high = check_scalar(high, "saturated high", complex_ok=False)
+    if not low < high:
+        raise ValueError(f"saturated limits must satisfy low < high; got {saturated!r}")
+    if np.iscomplexobj(y_raw):
+        raise ValueError("saturated limits need a real output; got complex data")
+    return low, high
+
+
+def _layout(channel_axis, channels, grey_output, n_in, n_out):
+    if channel_axis is None:
+        return "shared"
+    if grey_output:
+        if channels == "separate":
+            raise ValueError("channels='separate' needs an output with channels; a grey "
+                             "output from a colour input is fitted with a (*size, C_in) "
+                             "kernel (channels='shared' or 'full')")
+        return "full"
+    if channels != "full" and n_in != n_out:
+        raise ValueError(f"channels={channels!r} needs as many output channels as input "
+                         f"channels; got {n_in} in and {n_out} out (use channels='full')")
+    return channels
+
+
+def _result(estimate, problem, *, method, mode, boundary, convention, fillvalue, origin,
+            channel_axis, channels, grey_output):
+    spatial = tuple(range(len(problem.size)))
+    kernel, stderr = estimate.kernel, estimate.stderr
+    if convention == "convolution":
+        kernel, stderr = np.flip(kernel, axis=spatial), np.flip(stderr, axis=spatial)
+    bias, bias_stderr = estimate.bias, estimate.bias_stderr
+    if grey_output:
+        kernel, stderr = kernel[..., 0], stderr[..., 0]
+    if bias is not None and (channel_axis is None or grey_output):
+        bias, bias_stderr = bias.reshape(-1)[0].item(), float(bias_stderr.reshape(-1)[0])
+    ss_tot = estimate.ss_tot
+    r2 = 1.0 - estimate.ss_res / ss_tot if ss_tot > 0 else (
+        1.0 if estimate.ss_res == 0 else 0.0)
+    fit = KernelFit(
+        kernel=np.ascontiguousarray(kernel), size=problem.size, bias=bias,
+        stderr=np.ascontiguousarray(stderr), bias_stderr=bias_stderr, method=method,
+        mode=mode, boundary=boundary, convention=convention, fillvalue=fillvalue,
+        origin=origin, channel_axis=channel_axis,
+        channels=None if channel_axis is None else ("full" if grey_output else channels),
+        residual_rms=float(np.sqrt(estimate.ss_res / estimate.n_equations)), r2=float(r2),
+        n_equations=estimate.n_equations, n_unknowns=estimate.n_unknowns,
+        rank=estimate.rank, condition_number=float(estimate.condition_number),
+        n_masked=problem.n_masked, reg=estimate.reg)
+    if not fit.identifiable:
+        advice = ("a larger or more textured image, more pairs" if fit.n_equations
+                  >= fit.n_unknowns else "more output samples (a larger image, more pairs)")
+        warnings.warn(
+            f"the data determine only {fit.rank} independent combinations of the "
+            f"{fit.n_unknowns} unknowns ({fit.n_equations} equations): the kernel is not "
+            f"identifiable and the minimum-norm solution is returned. {advice.capitalize()}"
+            f" or a smaller size would help.", IdentifiabilityWarning, stacklevel=3)
+    return fit
+

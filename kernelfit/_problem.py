@@ -1,0 +1,217 @@
+"""The linear inverse problem of fit_kernel: pairs in a canonical layout, and their dense systems.
+
+Each solver takes a FitProblem; the dense ones ask it for least-squares systems ``A X = B``.
+"""
+
+import dataclasses
+
+import numpy as np
+
+from ._convolve import padding
+
+# A dense system larger than this (the patch matrix alone) is refused: the SVD needs as
+# much again, and the statistics-based path is the right tool for such sizes.
+DENSE_LIMIT_BYTES = 2 * 2**30
+
+
+@dataclasses.dataclass
+class Pair:
+    """One input/output pair, channels last (one channel when the data have none).
+
+    `extended` is the input extended by the edge rule so that every output sample in
+    `target` is the correlation of one 'valid' window of it with the kernel; `usable`
+    marks the samples of `target` the fit may use.
+    """
+
+    extended: np.ndarray   # (*S_ext, C_in)
+    target: np.ndarray     # (*S_out, C_out)
+    usable: np.ndarray     # (*S_out, C_out) bool
+
+
+@dataclasses.dataclass
+class System:
+    """A dense least-squares system ``A X = B`` and where its solution goes.
+
+    `coef_index` (m, r) and `bias_index` (g, r) are flat indices into the kernel and bias
+    arrays (in correlation orientation); `groups` (n,) labels each row's bias, or is None
+    without a bias.
+    """
+
+    A: np.ndarray
+    B: np.ndarray
+    groups: object
+    coef_index: np.ndarray
+    bias_index: np.ndarray
+
+
+@dataclasses.dataclass
+class FitProblem:
+    """Everything a solver needs, validated and in canonical form.
+
+    Attributes
+    ----------
+    pairs : list of Pair
+    size : tuple of int
+        Spatial kernel shape.
+    layout : {'shared', 'separate', 'full'}
+        'shared': one spatial kernel for every channel (also the no-channel case);
+        'separate': one kernel per channel; 'full': kernel (*size, C_in, C_out).
+    n_in, n_out : int
+        Input and output channels (1 without channels).
+    bias : bool
+    dtype : numpy dtype
+        float or complex dtype of the computation.
+    kernel_shape : tuple
+        Shape of the kernel array in correlation orientation.
+    bias_shape : tuple
+        Shape of the bias array.
+    n_masked : int
+        Samples excluded by the mask or as saturated.
+    """
+
+    pairs: list
+    size: tuple
+    layout: str
+    n_in: int
+    n_out: int
+    bias: bool
+    dtype: np.dtype
+    kernel_shape: tuple
+    bias_shape: tuple
+    n_masked: int
+
+    @property
+    def n_coefficients(self):
+        return int(np.prod(self.kernel_shape))
+
+    def windows(self, pair):
+        """View of every 'valid' window: (*S_out, C_in, *size), nothing copied."""
+        spatial = tuple(range(len(self.size)))
+        return np.lib.stride_tricks.sliding_window_view(pair.extended, self.size, axis=spatial)
+
+    def _row_counts(self):
+        """Rows of each system, to check memory before anything is built."""
+        usable = [p.usable for p in self.pairs]
+        if self.layout == "shared":
+            return [sum(int(u.sum()) for u in usable)]
+        if self.layout == "separate":
+            return [sum(int(u[..., c].sum()) for u in usable) for c in range(self.n_out)]
+        if self._joint_rows():
+            return [sum(int(u[..., 0].sum()) for u in usable)]
+        return [sum(int(u[..., j].sum()) for u in usable) for j in range(self.n_out)]
+
+    def _joint_rows(self):
+        """True when every output channel uses the same rows (one design, several RHS)."""
+        return all((p.usable == p.usable[..., :1]).all() for p in self.pairs)
+
+    def dense_bytes(self):
+        """Bytes of the largest patch matrix the dense solvers would build."""
+        m = int(np.prod(self.size)) * (self.n_in if self.layout == "full" else 1)
+        return max(self._row_counts()) * m * self.dtype.itemsize
+
+    def systems(self):
+        """Yield the dense systems, one at a time (each built only when needed)."""
+        k = int(np.prod(self.size))
+        n_out = self.n_out
+        if self.layout == "shared":
+            channel = [np.broadcast_to(np.arange(self.n_in), p.usable.shape)[p.usable]
+                       for p in self.pairs]
+            yield System(self._stack(lambda p: (self.windows(p), p.usable)),
+                         self._stack_target(lambda p: p.usable, slice(None)),
+                         np.concatenate(channel) if self.bias else None,
+                         np.arange(k)[:, None], np.arange(self.n_in)[:, None])
+        elif self.layout == "separate":
+            for c in range(n_out):
+                yield System(
+                    self._stack(lambda p: (np.take(self.windows(p), c, axis=len(self.size)),
+                                        p.usable[..., c])),
+                    self._stack_target(lambda p: p.usable[..., c], c),
+                    self._single_group(lambda p: p.usable[..., c]),
+                    (np.arange(k) * n_out + c)[:, None], np.array([[c]]))
+        else:
+            m = k * self.n_in
+
+            def channels_last(pair):  # (*S_out, *size, C_in): rows flatten like the kernel
+                return np.moveaxis(self.windows(pair), len(self.size), -1)
+
+            if self._joint_rows():
+                rows = lambda p: p.usable[..., 0]  # noqa: E731
+                yield System(self._stack(lambda p: (channels_last(p), rows(p))),
+                             self._stack_target(rows, slice(None)),
+                             self._single_group(rows),
+                             np.arange(m)[:, None] * n_out + np.arange(n_out),
+                             np.arange(n_out)[None, :])
+            else:
+                for j in range(n_out):
+                    rows = lambda p, j=j: p.usable[..., j]  # noqa: E731
+                    yield System(self._stack(lambda p: (channels_last(p), rows(p))),
+                                 self._stack_target(rows, j),
+                                 self._single_group(rows),
+                                 (np.arange(m) * n_out + j)[:, None], np.array([[j]]))
+
+    def _stack(self, select):
+        """Rows of the patch matrix over every pair: only the selected windows are copied."""
+        parts = []
+        for pair in self.pairs:
+            windows, rows = select(pair)
+            parts.append(windows[rows])
+        stacked = parts[0] if len(parts) == 1 else np.concatenate(parts)
+        return stacked.reshape(stacked.shape[0], -1)
+
+    def _stack_target(self, rows, channel):
+        parts = []
+        for pair in self.pairs:
+            r = rows(pair)
+            if r.ndim == pair.target.ndim:  # rows over (*S_out, C): one value per row
+                parts.append(pair.target[r])
+            else:
+                parts.append(pair.target[r][:, channel])
+        target = np.concatenate(parts)
+        return target.reshape(target.shape[0], -1)
+
+    def _single_group(self, rows):
+        if not self.bias:
+            return None
+        return np.zeros(sum(int(rows(p).sum()) for p in self.pairs), dtype=int)
+
+
+def infer_mode(in_shape, out_shape, size, name="output"):
+    """The mode whose output geometry maps `in_shape` to `out_shape` for kernel `size`."""
+    candidates = {
+        "same": tuple(in_shape),
+        "valid": tuple(n - k + 1 for n, k in zip(in_shape, size)),
+        "full": tuple(n + k - 1 for n, k in zip(in_shape, size)),
+    }
+    for mode, shape in candidates.items():
+        if tuple(out_shape) == shape:
+            return mode
+    expected = ", ".join(f"{shape} for {mode!r}" for mode, shape in candidates.items())
+    raise ValueError(f"{name} spatial shape {tuple(out_shape)} does not match input spatial "
+                     f"shape {tuple(in_shape)} with size {tuple(size)} in any mode: expected "
+                     f"{expected}")
+
+
+def expected_shape(in_shape, size, mode):
+    return {"same": tuple(in_shape),
+            "valid": tuple(n - k + 1 for n, k in zip(in_shape, size)),
+            "full": tuple(n + k - 1 for n, k in zip(in_shape, size))}[mode]
+
+
+def extend(image, size, mode, boundary, pad_mode, fillvalue, convention, origin):
+    """Extend `image` (channels last) so that 'valid' windows give the `mode` output.
+
+    Returns the extended image and the slices of the output whose samples it explains:
+    with ``boundary=None`` in 'same' mode only the interior, which does not depend on
+    the edge rule.
+    """
+    pads = padding(size, mode, convention, origin)
+    n_spatial = len(size)
+    if mode == "same" and boundary is None:
+        crop = tuple(slice(before, n - after)
+                     for (before, after), n in zip(pads, image.shape[:n_spatial]))
+        return image, crop
+    if mode == "valid":
+        return image, (slice(None),) * n_spatial
+    extra = {"constant_values": fillvalue} if pad_mode == "constant" else {}
+    extended = np.pad(image, list(pads) + [(0, 0)], mode=pad_mode, **extra)
+    return extended, (slice(None),) * n_spatial

@@ -1,0 +1,190 @@
+"""The one result type every fitting method returns, and the warning for undetermined kernels.
+
+A KernelFit holds the kernel, its diagnostics and the geometry it was fitted in, so that it can
+re-apply itself (`predict`) and print a readable summary.
+"""
+
+import dataclasses
+
+import numpy as np
+
+from ._convolve import convolve, padding
+
+__all__ = ["IdentifiabilityWarning", "KernelFit"]
+
+
+class IdentifiabilityWarning(UserWarning):
+    """The data do not determine every kernel coefficient; a minimum-norm kernel was returned."""
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
+class KernelFit:
+    """A fitted kernel, its diagnostics, and the geometry it was fitted in.
+
+    Every method of :func:`kernelfit.fit_kernel` returns this type with the same fields.
+
+    Attributes
+    ----------
+    kernel : ndarray
+        The kernel in `convention`: shape ``size`` (one kernel for every channel),
+        ``(*size, C)`` with ``channels='separate'`` (``kernel[..., c]`` filters channel
+        ``c``), ``(*size, C_in)`` for a grey output from a colour input, or
+        ``(*size, C_in, C_out)`` with ``channels='full'``.
+    size : tuple of int
+        The spatial shape of the kernel.
+    bias : float, complex, ndarray or None
+        The fitted additive constant (one per output channel), or None without ``bias=True``.
+    stderr : ndarray
+        Standard error of each kernel coefficient (same shape as `kernel`), from the
+        residual variance; NaN where the data do not determine the coefficient or leave no
+        degrees of freedom.
+    bias_stderr : float, ndarray or None
+        Standard error of `bias`.
+    method, mode, boundary, convention : str (boundary may be None)
+        How the kernel was fitted: `boundary` None means only output samples that do not
+        depend on the edge rule were used.
+    fillvalue : number
+        The value beyond the edges for the 'fill' rule.
+    origin : tuple of int
+        Anchor shift in 'same' mode, as in :func:`kernelfit.convolve`.
+    channel_axis : int or None
+        The channel axis of the input (and output, when it has one).
+    channels : str or None
+        'shared', 'separate' or 'full' (None without channels).
+    residual_rms : float
+        Root mean square of the residuals over the fitted samples.
+    r2 : float
+        Coefficient of determination of the fitted samples.
+    n_equations, n_unknowns, rank : int
+        Fitted samples (equations), coefficients (kernel plus bias), and the numerical rank
+        of the design.
+    condition_number : float
+        Ratio of the largest to the smallest singular value of the design (after the
+        bias is projected out); infinite when it is rank-deficient.
+    identifiable : bool
+        ``rank == n_unknowns``: the data determine the kernel uniquely.
+    n_masked : int
+        Output samples left out by `mask` or as saturated.
+    reg : float or None
+        The Tikhonov parameter used by ``method='ridge'``.
+    """
+
+    kernel: np.ndarray
+    size: tuple
+    bias: object
+    stderr: np.ndarray
+    bias_stderr: object
+    method: str
+    mode: str
+    boundary: object
+    convention: str
+    fillvalue: object
+    origin: tuple
+    channel_axis: object
+    channels: object
+    residual_rms: float
+    r2: float
+    n_equations: int
+    n_unknowns: int
+    rank: int
+    condition_number: float
+    n_masked: int
+    reg: object = None
+
+    def __post_init__(self):
+        for name in ("kernel", "stderr", "bias", "bias_stderr"):
+            value = getattr(self, name)
+            if isinstance(value, np.ndarray):
+                value.flags.writeable = False
+
+    @property
+    def identifiable(self):
+        """True when the data determine every coefficient (rank equals the unknowns)."""
+        return self.rank == self.n_unknowns
+
+    def predict(self, input, *, boundary=None):
+        """Apply the fitted kernel (and bias) to `input` with the fitted geometry.
+
+        Parameters
+        ----------
+        input : array_like
+            Data shaped like the fitted input (with its channel axis, if any).
+        boundary : str, optional
+            Edge rule for samples that depend on it. Defaults to the fitted rule; a fit
+            with ``boundary=None`` in 'same' mode did not determine one, and those border
+            samples are NaN unless a rule is given here.
+
+        Returns
+        -------
+        output : ndarray
+            Shaped like the fitted output.
+        """
+        rule = self.boundary if boundary is None else boundary
+        options = dict(mode=self.mode, boundary=rule or "fill", fillvalue=self.fillvalue,
+                       convention=self.convention, origin=self.origin)
+        if self.channels == "separate":
+            image = np.moveaxis(np.asarray(input), self.channel_axis, -1)
+            output = np.stack([convolve(image[..., c], self.kernel[..., c], **options)
+                               for c in range(image.shape[-1])], axis=-1)
+            output = np.moveaxis(output, -1, self.channel_axis)
+        else:
+            output = convolve(input, self.kernel, channel_axis=self.channel_axis, **options)
+        channel_axis = (None if output.ndim == len(self.size)
+                        else self.channel_axis % output.ndim)
+        if self.bias is not None:
+            bias = np.asarray(self.bias)
+            if channel_axis is not None:
+                bias = np.expand_dims(bias, tuple(range(1, output.ndim - channel_axis)))
+            output = output + bias
+        if rule is None and self.mode == "same":
+            pads = iter(padding(self.size, "same", self.convention, self.origin))
+            interior = tuple(slice(None) if axis == channel_axis else
+                             slice(before, n - after)
+                             for axis, n in enumerate(output.shape)
+                             for before, after in [(0, 0) if axis == channel_axis
+                                                   else next(pads)])
+            border = np.ones(output.shape, dtype=bool)
+            border[interior] = False
+            output[border] = np.nan
+        return output
+
+    def __repr__(self):
+        return (f"KernelFit(kernel shape={self.kernel.shape}, method={self.method!r}, "
+                f"mode={self.mode!r}, boundary={self.boundary!r}, "
+                f"convention={self.convention!r}, residual_rms={self.residual_rms:.3g}, "
+                f"rank={self.rank}/{self.n_unknowns})")
+
+    def __str__(self):
+        shown = np.asarray(self.kernel)
+        # Rounding noise would print as -0.; the summary shows it as 0.
+        shown = np.where(np.abs(shown) > 1e-12 * np.abs(shown).max(), shown, 0)
+        with np.printoptions(precision=4, suppress=True, linewidth=88, threshold=400,
+                             edgeitems=4):
+            kernel_text = np.array2string(shown, prefix="  ")
+        lines = [
+            f"KernelFit: {'x'.join(map(str, self.kernel.shape))} kernel by {self.method!r} "
+            f"in {self.convention} orientation",
+            f"  geometry: mode={self.mode!r}, boundary={self.boundary!r}"
+            + (f", origin={self.origin}" if any(self.origin) else "")
+            + (f", channels={self.channels!r} (channel_axis={self.channel_axis})"
+               if self.channels else ""),
+            "  kernel:",
+            "  " + kernel_text,
+        ]
+        finite = self.stderr[np.isfinite(self.stderr)]
+        if finite.size:
+            lines.append(f"  stderr: largest {finite.max():.3g}"
+                         + (f" ({self.stderr.size - finite.size} not determined)"
+                            if finite.size < self.stderr.size else ""))
+        if self.bias is not None:
+            with np.printoptions(precision=4, suppress=True):
+                lines.append(f"  bias: {np.array2string(np.asarray(self.bias))} "
+                             f"(stderr {np.array2string(np.asarray(self.bias_stderr))})")
+        lines.append(f"  fit: residual RMS {self.residual_rms:.4g}, R^2 {self.r2:.6f}, "
+                     f"{self.n_equations} equations"
+                     + (f", {self.n_masked} samples masked" if self.n_masked else ""))
+        status = "identifiable" if self.identifiable else "NOT identifiable"
+        lines.append(f"  {status}: rank {self.rank} of {self.n_unknowns} unknowns, "
+                     f"condition number {self.condition_number:.3g}"
+                     + (f", ridge reg {self.reg:.3g}" if self.reg is not None else ""))
+        return "\n".join(lines)

@@ -1,0 +1,206 @@
+"""Solvers for fit_kernel, found by name in a registry so that new methods plug in.
+
+The dense methods (lstsq, pinv, ridge) share one SVD per system; each differs only in the
+filter factors it applies to the singular values, so every diagnostic is computed alike.
+"""
+
+import dataclasses
+import importlib
+
+import numpy as np
+import scipy.linalg
+import scipy.optimize
+
+from ._problem import DENSE_LIMIT_BYTES
+
+# method name -> solver, or "module:function" for one imported on first use. A solver
+# takes (problem, **options) and returns an Estimate.
+SOLVERS = {
+    "lstsq": "kernelfit._solvers:solve_lstsq",
+    "pinv": "kernelfit._solvers:solve_pinv",
+    "ridge": "kernelfit._solvers:solve_ridge",
+}
+
+
+def get_solver(method):
+    """The solver registered for `method` (importing it on first use)."""
+    solver = SOLVERS[method]
+    if isinstance(solver, str):
+        module, name = solver.split(":")
+        solver = SOLVERS[method] = getattr(importlib.import_module(module), name)
+    return solver
+
+
+@dataclasses.dataclass
+class Estimate:
+    """What a solver returns: the kernel in correlation orientation and its diagnostics."""
+
+    kernel: np.ndarray
+    bias: object
+    stderr: np.ndarray
+    bias_stderr: object
+    ss_res: float
+    ss_tot: float
+    n_equations: int
+    n_unknowns: int
+    rank: int
+    condition_number: float
+    reg: object = None
+
+
+def solve_lstsq(problem):
+    """Minimum-norm least squares, by SVD, with the usual rank tolerance ``max(n, m) eps``."""
+    return _solve_dense(problem, lambda s, tol, beta, b2, n, g: _truncated(s, tol))
+
+
+def solve_pinv(problem, *, rcond=None):
+    """Explicit pseudoinverse: singular values below ``rcond * s_max`` are discarded."""
+    def factors(s, tol, beta, b2, n, g):
+        cutoff = tol if rcond is None else rcond * (s[0] if s.size else 0.0)
+        return _truncated(s, cutoff)
+    return _solve_dense(problem, factors, explicit=True)
+
+
+def solve_ridge(problem, *, reg):
+    """Tikhonov regularisation ``min |A x - b|^2 + reg |x|^2``; reg='gcv' chooses it."""
+    chosen = []
+
+    def factors(s, tol, beta, b2, n, g):
+        lam = _gcv(s, beta, b2, n, g) if reg == "gcv" else float(reg)
+        chosen.append(lam)
+        if lam == 0:
+            return _truncated(s, tol)
+        return s / (s ** 2 + lam)
+
+    estimate = _solve_dense(problem, factors)
+    estimate.reg = chosen[0] if len(set(chosen)) == 1 else float(np.mean(chosen))
+    return estimate
+
+
+def _truncated(s, cutoff):
+    safe = np.where(s > cutoff, s, 1.0)
+    return np.where(s > cutoff, 1.0 / safe, 0.0)
+
+
+def _gcv(s, beta, b2, n, g):
+    """The Tikhonov parameter that minimises generalised cross-validation.
+
+    `beta` is ``U^H b`` and `b2` is ``|b|^2``; the part of b outside U's span is residual
+    at every parameter.
+    """
+    if not s.size or s[0] == 0:
+        return 0.0
+    power = np.sum(np.abs(beta) ** 2, axis=1)  # per singular value, over right-hand sides
+    outside = max(b2 - float(power.sum()), 0.0)
+    s2 = s ** 2
+
+    def score(log_lam):
+        lam = 10.0 ** log_lam
+        shrink = lam / (s2 + lam)
+        rss = np.sum(shrink ** 2 * power) + outside
+        dof = n - np.sum(s2 / (s2 + lam)) - g
+        return np.inf if dof <= 0 else n * rss / dof ** 2
+
+    top = np.log10(s2[0])
+    grid = np.linspace(top - 14, top + 1, 151)
+    scores = [score(x) for x in grid]
+    best = int(np.argmin(scores))
+    low, high = grid[max(best - 1, 0)], grid[min(best + 1, grid.size - 1)]
+    result = scipy.optimize.minimize_scalar(score, bounds=(low, high), method="bounded")
+    return 10.0 ** (result.x if result.fun <= scores[best] else grid[best])
+
+
+def _svd(A):
+    try:
+        return scipy.linalg.svd(A, full_matrices=False, lapack_driver="gesdd")
+    except np.linalg.LinAlgError:
+        return scipy.linalg.svd(A, full_matrices=False, lapack_driver="gesvd")
+
+
+def _solve_dense(problem, filter_factors, *, explicit=False):
+    """Solve every system of `problem` by SVD with the given filter factors f(s).
+
+    ``X = V diag(f) U^H B``; the covariance of X is ``sigma^2 V diag(|f|^2) V^H``. A bias
+    is fitted exactly and unpenalised by centring each bias group (Frisch-Waugh-Lovell).
+    """
+    needed = problem.dense_bytes()
+    if needed > DENSE_LIMIT_BYTES:
+        rows = needed // (problem.dtype.itemsize * problem.n_coefficients)
+        raise ValueError(
+            f"the dense patch matrix would take {needed / 2**30:.1f} GiB ({rows} equations x "
+            f"{problem.n_coefficients} unknowns; limit {DENSE_LIMIT_BYTES / 2**30:.0f} GiB); "
+            f"fit a crop of the images, a smaller size, or fewer samples with mask=")
+    kernel = np.zeros(problem.kernel_shape, dtype=problem.dtype)
+    stderr = np.full(problem.kernel_shape, np.nan)
+    bias = np.zeros(problem.bias_shape, dtype=problem.dtype) if problem.bias else None
+    bias_stderr = np.full(problem.bias_shape, np.nan) if problem.bias else None
+    totals = dict(ss_res=0.0, ss_tot=0.0, n_equations=0, n_unknowns=0, rank=0)
+    s_max, s_min = 0.0, np.inf
+    for system in problem.systems():
+        A, B = system.A.astype(problem.dtype, copy=False), system.B
+        n, m = A.shape
+        r = B.shape[1]
+        totals["ss_tot"] += float(np.sum(np.abs(B - B.mean(axis=0)) ** 2)) if n else 0.0
+        groups = system.groups
+        n_groups = system.bias_index.shape[0] if groups is not None else 0
+        if groups is not None:
+            counts = np.bincount(groups, minlength=n_groups)
+            mean_A = np.zeros((n_groups, m), dtype=A.dtype)
+            mean_B = np.zeros((n_groups, r), dtype=B.dtype)
+            for g in np.flatnonzero(counts):
+                mean_A[g] = A[groups == g].mean(axis=0)
+                mean_B[g] = B[groups == g].mean(axis=0)
+            # In place: the patch matrix is this solver's own copy of the used windows.
+            nonempty = np.flatnonzero(counts)
+            if nonempty.size == 1:
+                A -= mean_A[nonempty[0]]
+            else:
+                for g in nonempty:
+                    A[groups == g] -= mean_A[g]
+            B = B - mean_B[groups]
+        U, s, Vh = _svd(A)
+        tol = max(n, m) * np.finfo(s.dtype).eps * (s[0] if s.size else 0.0)
+        rank = int(np.sum(s > tol))
+        beta = U.conj().T @ B
+        f = filter_factors(s, tol, beta, float(np.sum(np.abs(B) ** 2)), n, n_groups)
+        if explicit:  # the pseudoinverse as a matrix, as the classic answer forms it
+            X = ((Vh.conj().T * f) @ U.conj().T) @ B
+        else:
+            X = Vh.conj().T @ (f[:, None] * beta)
+        residual = B - A @ X
+        ss_res = np.sum(np.abs(residual) ** 2, axis=0)
+        # Degrees of freedom: samples less the trace of the hat matrix (sum of f s) and the
+        # bias groups that have samples.
+        n_bias = int(np.count_nonzero(counts)) if groups is not None else 0
+        dof = n - float(np.sum(np.real(f * s))) - n_bias
+        sigma2 = ss_res / dof if dof > 0 else np.full(r, np.nan)
+        in_row_space = np.sum(np.abs(Vh[:rank]) ** 2, axis=0) > 1 - 1e-6
+        variance = (np.abs(Vh.conj().T) ** 2) @ (np.abs(f) ** 2)
+        coef_stderr = np.sqrt(np.outer(variance, sigma2))
+        coef_stderr[~in_row_space] = np.nan
+        kernel.flat[system.coef_index] = X
+        stderr.flat[system.coef_index] = coef_stderr
+        bias_rank = 0
+        if groups is not None:
+            projected = Vh.conj() @ mean_A.T  # (k, G): each group mean in the V basis
+            captured = np.sum(np.abs(projected[:rank]) ** 2, axis=0)
+            estimable = (captured >= (1 - 1e-6) * np.sum(np.abs(mean_A) ** 2, axis=1)) & (
+                counts > 0)
+            b = mean_B - mean_A @ X
+            b_var = (1.0 / np.maximum(counts, 1))[:, None] + (
+                np.abs(projected.T) ** 2 @ (np.abs(f) ** 2))[:, None]
+            b_stderr = np.sqrt(b_var * sigma2[None, :])
+            b_stderr[~estimable] = np.nan
+            bias.flat[system.bias_index] = np.where(counts[:, None] > 0, b, np.nan)
+            bias_stderr.flat[system.bias_index] = b_stderr
+            bias_rank = int(np.count_nonzero(estimable))
+        totals["ss_res"] += float(ss_res.sum())
+        totals["n_equations"] += n * r
+        totals["n_unknowns"] += (m + n_groups) * r
+        totals["rank"] += (rank + bias_rank) * r
+        if s.size:
+            s_max = max(s_max, float(s[0]))
+            s_min = min(s_min, float(s[-1]) if s.size == m and rank == m else 0.0)
+    condition = s_max / s_min if s_min > 0 else np.inf
+    return Estimate(kernel=kernel, bias=bias, stderr=stderr, bias_stderr=bias_stderr,
+                    condition_number=condition, **totals)
