@@ -222,8 +222,7 @@ def fit_kernel(input, output, size, *, mode=None, boundary=None, fillvalue=0,
 
     estimate = get_solver(method)(problem, **options)
     return _result(estimate, problem, method=method, mode=mode, boundary=boundary,
-                   convention=convention, fillvalue=fillvalue,
-                   origin=check_origin(origin, size, mode, convention),
+                   convention=convention, fillvalue=fillvalue, origin=origin_checked,
                    channel_axis=channel_axis, channels=channels, grey_output=grey_output)
 
 

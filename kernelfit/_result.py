@@ -65,8 +65,9 @@ class KernelFit:
         ``rank == n_unknowns``: the data determine the kernel uniquely.
     n_masked : int
         Output samples left out by `mask` or as saturated.
-    reg : float or None
-        The Tikhonov parameter used by ``method='ridge'``.
+    reg : float, ndarray or None
+        The Tikhonov parameter used by ``method='ridge'`` (one per channel when GCV chose
+        them separately).
     """
 
     kernel: np.ndarray
@@ -92,7 +93,7 @@ class KernelFit:
     reg: object = None
 
     def __post_init__(self):
-        for name in ("kernel", "stderr", "bias", "bias_stderr"):
+        for name in ("kernel", "stderr", "bias", "bias_stderr", "reg"):
             value = getattr(self, name)
             if isinstance(value, np.ndarray):
                 value.flags.writeable = False
@@ -177,14 +178,16 @@ class KernelFit:
                          + (f" ({self.stderr.size - finite.size} not determined)"
                             if finite.size < self.stderr.size else ""))
         if self.bias is not None:
-            with np.printoptions(precision=4, suppress=True):
-                lines.append(f"  bias: {np.array2string(np.asarray(self.bias))} "
-                             f"(stderr {np.array2string(np.asarray(self.bias_stderr))})")
+            def general(value):
+                return np.array2string(np.asarray(value), formatter={
+                    "float_kind": "{:.4g}".format, "complex_kind": "{:.4g}".format})
+            lines.append(f"  bias: {general(self.bias)} (stderr {general(self.bias_stderr)})")
         lines.append(f"  fit: residual RMS {self.residual_rms:.4g}, R^2 {self.r2:.6f}, "
                      f"{self.n_equations} equations"
                      + (f", {self.n_masked} samples masked" if self.n_masked else ""))
         status = "identifiable" if self.identifiable else "NOT identifiable"
         lines.append(f"  {status}: rank {self.rank} of {self.n_unknowns} unknowns, "
                      f"condition number {self.condition_number:.3g}"
-                     + (f", ridge reg {self.reg:.3g}" if self.reg is not None else ""))
+                     + (f", ridge reg {np.array2string(np.asarray(self.reg), precision=3)}"
+                        if self.reg is not None else ""))
         return "\n".join(lines)

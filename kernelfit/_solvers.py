@@ -73,7 +73,8 @@ def solve_ridge(problem, *, reg):
         return s / (s ** 2 + lam)
 
     estimate = _solve_dense(problem, factors)
-    estimate.reg = chosen[0] if len(set(chosen)) == 1 else float(np.mean(chosen))
+    # One parameter per system: several only when GCV chose them per channel.
+    estimate.reg = chosen[0] if len(set(chosen)) == 1 else np.array(chosen)
     return estimate
 
 

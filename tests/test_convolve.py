@@ -185,3 +185,23 @@ def test_correlate_is_convolve_with_flipped_kernel_and_mirrored_origin(problem):
     np.testing.assert_allclose(kernelfit.correlate(x, k, origin=tuple(origin), **args),
                                kernelfit.convolve(x, np.flip(k), origin=tuple(-origin), **args),
                                rtol=1e-10, atol=1e-10)
+
+
+# --- real libraries' orientation, as the docstring's table states ------------------------
+
+@pytest.mark.parametrize("size", [3, 5])
+def test_pillow_kernel_is_convolution_with_columns_reversed(size):
+    from PIL import Image, ImageFilter
+
+    image = kernelfit.data.portrait()[200:260, 180:250]
+    weights = np.arange(1.0, size * size + 1).reshape(size, size)
+    weights[size // 2, size // 2] = 0  # asymmetric, so every orientation differs
+    scale = weights.sum()
+    filtered = np.asarray(Image.fromarray(image).filter(
+        ImageFilter.Kernel((size, size), weights.ravel().tolist(), scale=scale)))
+    inner = (slice(size // 2, -(size // 2)),) * 2  # Pillow's border is its own business
+    exact = kernelfit.convolve(image, weights[:, ::-1] / scale)
+    assert np.abs(filtered[inner] - exact[inner]).max() <= 0.5 + 1e-9
+    for wrong in (kernelfit.convolve(image, weights / scale),
+                  kernelfit.correlate(image, weights / scale)):
+        assert np.abs(filtered[inner] - wrong[inner]).max() > 2

@@ -468,3 +468,29 @@ def test_random_problems_come_back(problem):
         fit = fit_kernel(x, y, problem["size"], boundary=problem["boundary"],
                          convention=problem["convention"], bias=problem["bias"])
     _recovers(fit, k, bias=offset if problem["bias"] else None, rtol=1e-8)
+
+
+def test_ridge_gcv_per_channel_and_summary(rng):
+    image = rng.standard_normal((20, 20, 2))
+    y = kernelfit.convolve(image, kernels.box(3), channel_axis=-1)
+    y[..., 1] += 0.5 * rng.standard_normal((20, 20))
+    fit = fit_kernel(image, y, 3, channel_axis=-1, channels="separate", method="ridge",
+                     reg="gcv")
+    assert fit.reg.shape == (2,) and fit.reg[0] < fit.reg[1]
+    assert "ridge reg [" in str(fit)
+    assert "ridge reg 2." in str(fit_kernel(image[..., 0], y[..., 0], 3, method="ridge",
+                                            reg=2.0))
+
+
+def test_result_is_frozen_and_read_only(rng):
+    x = rng.standard_normal((12, 12))
+    fit = fit_kernel(x, kernelfit.convolve(x, kernels.box(3)), 3, bias=True)
+    with pytest.raises(AttributeError):
+        fit.kernel = None
+    with pytest.raises(ValueError, match="read-only"):
+        fit.kernel[0, 0] = 1.0
+    text = str(fit)
+    for part in ("3x3 kernel by 'lstsq'", "residual RMS", "R^2", "identifiable: rank 10 of 10",
+                 "bias:"):
+        assert part in text
+    assert "-0." not in text
