@@ -10,7 +10,7 @@ import numpy as np
 from ._convolve import check_origin
 from ._problem import FitProblem, Pair, expected_shape, extend, infer_mode
 from ._result import IdentifiabilityWarning, KernelFit
-from ._solvers import SOLVERS, get_solver
+from ._solvers import METHOD_OPTIONS, SOLVERS, get_solver
 from ._validation import (
     CONVENTIONS,
     MODES,
@@ -30,7 +30,9 @@ CHANNELS = ("shared", "separate", "full")
 def fit_kernel(input, output, size, *, mode=None, boundary=None, fillvalue=0,
                convention="convolution", method="lstsq", bias=False, channel_axis=None,
                channels="shared", mask=None, saturated="auto", reg=None, rcond=None,
-               origin=0):
+               origin=0, optimizer=None, learning_rate=None, max_steps=None, rtol=None,
+               gtol=None, dtype=None, seed=None, batch_size=None, verbose=None,
+               callback=None):
     r"""Recover the kernel of a linear filter from its input and output.
 
     Every output sample is a linear function of a window of the input, so the kernel is
@@ -59,10 +61,11 @@ def fit_kernel(input, output, size, *, mode=None, boundary=None, fillvalue=0,
         The value beyond the edges for the 'fill' rule.
     convention : {'convolution', 'correlation'}, optional
         The orientation the kernel is returned in (the fit is the same either way).
-    method : {'lstsq', 'pinv', 'ridge'}, optional
+    method : {'lstsq', 'pinv', 'ridge', 'tf'}, optional
         'lstsq': exact minimum-norm least squares by SVD. 'pinv': an explicit
         pseudoinverse, discarding singular values below ``rcond * s_max``. 'ridge':
-        Tikhonov regularisation with parameter `reg`.
+        Tikhonov regularisation with parameter `reg`. 'tf': gradient descent in
+        TensorFlow (the optional extra ``kernelfit[tf]``), on a GPU when TensorFlow sees one.
     bias : bool, optional
         Also fit an additive constant, one per output channel (Pillow's EMBOSS adds 128).
     channel_axis : int or None, optional
@@ -88,6 +91,31 @@ def fit_kernel(input, output, size, *, mode=None, boundary=None, fillvalue=0,
     origin : int or sequence of int, optional
         Anchor shift in 'same' mode, as in :func:`kernelfit.convolve`, for filters that
         centre even kernels differently.
+    optimizer : {'cg', 'adam', 'sgd', 'momentum'}, optional
+        ``method='tf'``: 'cg' (default) is conjugate gradients with the exact line search a
+        quadratic loss allows, restarted every ``n_unknowns`` steps; it converges on badly
+        conditioned photographs, where plain 'adam' and 'sgd' stall. The others are
+        tf.keras' optimizers ('momentum' is SGD with momentum 0.9).
+    learning_rate : float, optional
+        ``method='tf'`` with 'adam' (default 0.01), 'sgd' or 'momentum' (default ``1 / L``,
+        with L the loss's largest curvature, found by power iteration).
+    max_steps : int, optional
+        ``method='tf'``: step budget (default 2000 for 'cg', 5000 otherwise).
+    rtol, gtol : float, optional
+        ``method='tf'``: stop when the loss changes by less than ``rtol`` relative to it,
+        or when the gradient norm falls below ``gtol`` times its first value (defaults:
+        ``rtol = 10 eps`` of `dtype`; ``gtol`` 1e-10 in float64, 1e-5 in float32).
+    dtype : {'float64', 'float32'}, optional
+        ``method='tf'``: precision of the optimisation (default float64).
+    seed : int, optional
+        ``method='tf'``: seeds the choice of mini-batches and the power iteration.
+    batch_size : int, optional
+        ``method='tf'`` with a stochastic optimizer: pairs per step (default: all).
+    verbose : bool, optional
+        ``method='tf'``: a progress bar (Keras' Progbar); default only on a terminal.
+    callback : callable, optional
+        ``method='tf'``: ``callback(step, loss, kernel)`` after every step (kernel in
+        `convention`); returning True stops the optimisation.
 
     Returns
     -------
@@ -150,7 +178,12 @@ def fit_kernel(input, output, size, *, mode=None, boundary=None, fillvalue=0,
     if not isinstance(bias, (bool, np.bool_)):
         raise TypeError(f"bias must be True or False; got {bias!r}")
     check_choice(channels, "channels", CHANNELS)
-    options = _method_options(method, reg, rcond)
+    options = _method_options(method, dict(
+        reg=reg, rcond=rcond, optimizer=optimizer, learning_rate=learning_rate,
+        max_steps=max_steps, rtol=rtol, gtol=gtol, dtype=dtype, seed=seed,
+        batch_size=batch_size, verbose=verbose, callback=callback))
+    if method == "tf":
+        options["convention"] = convention
 
     inputs, outputs = _as_pairs(input, output)
     masks = _as_masks(mask, len(inputs))
@@ -230,24 +263,33 @@ def _name(what, i, n):
     return what if n == 1 else f"{what}[{i}]"
 
 
-def _method_options(method, reg, rcond):
+def _method_options(method, given):
+    """The options `method` takes, validated; an option meant for another method is an error."""
+    for name, value in given.items():
+        if value is not None and name not in METHOD_OPTIONS[method]:
+            users = [m for m, names in METHOD_OPTIONS.items() if name in names]
+            raise ValueError(f"{name} is used only by method={users[0]!r}; got "
+                             f"method={method!r}")
     if method == "ridge":
+        reg = given["reg"]
         if reg is None:
             raise ValueError("method='ridge' needs reg: a non-negative number or 'gcv'")
         if reg != "gcv":
             reg = check_scalar(reg, "reg", complex_ok=False)
             if reg < 0:
                 raise ValueError(f"reg must be non-negative or 'gcv'; got {reg!r}")
-    elif reg is not None:
-        raise ValueError(f"reg is used only by method='ridge'; got method={method!r}")
+        return {"reg": reg}
     if method == "pinv":
+        rcond = given["rcond"]
         if rcond is not None:
             rcond = check_scalar(rcond, "rcond", complex_ok=False)
             if not 0 <= rcond < 1:
                 raise ValueError(f"rcond must be in [0, 1); got {rcond!r}")
-    elif rcond is not None:
-        raise ValueError(f"rcond is used only by method='pinv'; got method={method!r}")
-    return {"ridge": {"reg": reg}, "pinv": {"rcond": rcond}}.get(method, {})
+        return {"rcond": rcond}
+    if method == "tf":
+        from ._tf import check_options
+        return check_options(**{name: given[name] for name in METHOD_OPTIONS["tf"]})
+    return {}
 
 
 def _is_pair_list(value):
@@ -390,7 +432,8 @@ def _result(estimate, problem, *, method, mode, boundary, convention, fillvalue,
         residual_rms=float(np.sqrt(estimate.ss_res / estimate.n_equations)), r2=float(r2),
         n_equations=estimate.n_equations, n_unknowns=estimate.n_unknowns,
         rank=estimate.rank, condition_number=float(estimate.condition_number),
-        n_masked=problem.n_masked, reg=estimate.reg)
+        n_masked=problem.n_masked, reg=estimate.reg, loss_history=estimate.loss_history,
+        n_steps=estimate.n_steps, stop_reason=estimate.stop_reason, device=estimate.device)
     if not fit.identifiable:
         advice = ("a larger or more textured image, more pairs" if fit.n_equations
                   >= fit.n_unknowns else "more output samples (a larger image, more pairs)")

@@ -68,6 +68,14 @@ class KernelFit:
     reg : float, ndarray or None
         The Tikhonov parameter used by ``method='ridge'`` (one per channel when GCV chose
         them separately).
+    loss_history : ndarray or None
+        ``method='tf'``: the loss (mean squared error) before the first step and after each.
+    n_steps : int or None
+        ``method='tf'``: optimisation steps taken.
+    stop_reason : {'converged', 'max_steps', 'callback', 'diverged'} or None
+        ``method='tf'``: why the optimisation stopped.
+    device : str or None
+        ``method='tf'``: the TensorFlow device that ran it, e.g. '/device:GPU:0'.
     """
 
     kernel: np.ndarray
@@ -91,9 +99,13 @@ class KernelFit:
     condition_number: float
     n_masked: int
     reg: object = None
+    loss_history: object = None
+    n_steps: object = None
+    stop_reason: object = None
+    device: object = None
 
     def __post_init__(self):
-        for name in ("kernel", "stderr", "bias", "bias_stderr", "reg"):
+        for name in ("kernel", "stderr", "bias", "bias_stderr", "reg", "loss_history"):
             value = getattr(self, name)
             if isinstance(value, np.ndarray):
                 value.flags.writeable = False
@@ -190,4 +202,7 @@ class KernelFit:
                      f"condition number {self.condition_number:.3g}"
                      + (f", ridge reg {np.array2string(np.asarray(self.reg), precision=3)}"
                         if self.reg is not None else ""))
+        if self.n_steps is not None:
+            lines.append(f"  optimisation: {self.n_steps} steps, {self.stop_reason}, final loss "
+                         f"{self.loss_history[-1]:.4g}, on {self.device}")
         return "\n".join(lines)

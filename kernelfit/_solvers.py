@@ -19,6 +19,16 @@ SOLVERS = {
     "lstsq": "kernelfit._solvers:solve_lstsq",
     "pinv": "kernelfit._solvers:solve_pinv",
     "ridge": "kernelfit._solvers:solve_ridge",
+    "tf": "kernelfit._tf:solve",
+}
+
+# The keyword options of fit_kernel that each method takes.
+METHOD_OPTIONS = {
+    "lstsq": (),
+    "pinv": ("rcond",),
+    "ridge": ("reg",),
+    "tf": ("optimizer", "learning_rate", "max_steps", "rtol", "gtol", "dtype", "seed",
+           "batch_size", "verbose", "callback"),
 }
 
 
@@ -46,6 +56,10 @@ class Estimate:
     rank: int
     condition_number: float
     reg: object = None
+    loss_history: object = None
+    n_steps: object = None
+    stop_reason: object = None
+    device: object = None
 
 
 def solve_lstsq(problem):
@@ -205,3 +219,47 @@ def _solve_dense(problem, filter_factors, *, explicit=False):
     condition = s_max / s_min if s_min > 0 else np.inf
     return Estimate(kernel=kernel, bias=bias, stderr=stderr, bias_stderr=bias_stderr,
                     condition_number=condition, **totals)
+
+
+def gram_diagnostics(gram, n_kernel, n_rows, ss_res):
+    """Rank, singular values and standard errors of one system from its Gram matrix.
+
+    `gram` is ``[[A^H A, A^H 1], [1^H A, 1^H 1]]`` over the kernel unknowns (first
+    `n_kernel`) and the bias groups (the rest), for `n_rows` equations with residual sum of
+    squares `ss_res`. The bias is projected out (a Schur complement), as the dense path's
+    centring does, so the numbers mean the same as there.
+
+    Returns
+    -------
+    rank, bias_rank : int
+        Rank of the centred kernel block, and the number of bias groups determined.
+    singular : ndarray
+        Singular values of the centred design, largest first.
+    coef_stderr, bias_stderr : ndarray
+        Standard errors (NaN where not determined or without degrees of freedom).
+    """
+    gram = (gram + gram.conj().T) / 2
+    kk, kb, bb = gram[:n_kernel, :n_kernel], gram[:n_kernel, n_kernel:], gram[n_kernel:,
+                                                                              n_kernel:]
+    counts = np.real(np.diag(bb))
+    has_rows = counts > 0
+    bb_inv = np.diag(np.where(has_rows, 1.0 / np.where(has_rows, counts, 1.0), 0.0))
+    centred = kk - kb @ bb_inv @ kb.conj().T
+    eig, vectors = np.linalg.eigh(centred)
+    eig, vectors = np.clip(eig[::-1], 0, None), vectors[:, ::-1]
+    singular = np.sqrt(eig)
+    tol = max(n_rows, n_kernel) * np.finfo(float).eps * (eig[0] if eig.size else 0.0)
+    rank = int(np.sum(eig > tol))
+    inverse = np.where(eig > tol, 1.0 / np.where(eig > tol, eig, 1.0), 0.0)
+    dof = n_rows - rank - int(np.count_nonzero(has_rows))
+    sigma2 = ss_res / dof if dof > 0 else np.nan
+    in_row_space = np.sum(np.abs(vectors[:, :rank]) ** 2, axis=1) > 1 - 1e-6
+    coef_var = (np.abs(vectors) ** 2) @ inverse
+    coef_stderr = np.where(in_row_space, np.sqrt(sigma2 * coef_var), np.nan)
+    means = (bb_inv @ kb.conj().T)  # group means of the windows, (G, n_kernel)
+    projected = means @ vectors  # each mean in the eigenbasis (the conjugated V of the SVD)
+    captured = np.sum(np.abs(projected[:, :rank]) ** 2, axis=1)
+    estimable = has_rows & (captured >= (1 - 1e-6) * np.sum(np.abs(means) ** 2, axis=1))
+    bias_var = np.diag(bb_inv).real + (np.abs(projected) ** 2) @ inverse
+    bias_stderr = np.where(estimable, np.sqrt(sigma2 * bias_var), np.nan)
+    return rank, int(np.count_nonzero(estimable)), singular, coef_stderr, bias_stderr

@@ -400,7 +400,7 @@ Y = kernelfit.convolve(X, np.ones((3, 3)))
     ((X, np.full(Y.shape, 255, np.uint8), 3), {}, ValueError,
      r"no output samples left to fit: all 56 usable samples are masked out or saturated"),
     ((X, Y, 3), dict(method="svd"), ValueError,
-     r"method must be one of 'lstsq', 'pinv', 'ridge'; got 'svd'"),
+     r"method must be one of 'lstsq', 'pinv', 'ridge', 'tf'; got 'svd'"),
     ((X, Y, 3), dict(boundary="mirror"), ValueError, r"boundary must be one of"),
     ((X, Y, 3), dict(mode="small"), ValueError, r"mode must be one of 'full', 'same', 'valid'"),
     ((X, Y, 3), dict(convention="flipped"), ValueError, r"convention must be one of"),

@@ -1,0 +1,454 @@
+"""fit_kernel's TensorFlow path: a trainable kernel, TF's convolution ops, a loss and an optimizer.
+
+tensorflow is imported here only, on first use. The default optimizer is conjugate gradients with
+the exact line search a quadratic loss allows; Keras' Adam, SGD and momentum are options.
+"""
+
+import contextlib
+import os
+import re
+import sys
+import tempfile
+
+import numpy as np
+
+from ._solvers import Estimate, gram_diagnostics
+
+OPTIMIZERS = ("cg", "adam", "sgd", "momentum")
+# TensorFlow's routine C++ log lines at start-up: information and warnings, and the CUDA
+# probe's error on machines without a GPU.
+_NOISE = re.compile(r"^(WARNING: All log messages before absl::InitializeLog\(\)|[IW]\d{4} "
+                    r"|E\d{4} .*(cuInit|cuda_platform|cuda_diagnostics))")
+
+
+def import_tensorflow():
+    """Import tensorflow with its start-up log noise kept out of the user's way.
+
+    TensorFlow writes C++ log lines to file descriptor 2 before its own log level applies,
+    during the import and when it first looks for devices. Both happen here with that
+    descriptor captured; only lines that are not routine noise are passed on.
+    """
+    if "tensorflow" in sys.modules and getattr(import_tensorflow, "ready", False):
+        return sys.modules["tensorflow"]
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    captured = ""
+    try:
+        with tempfile.TemporaryFile(mode="w+b") as sink, _stderr_to(sink):
+            try:
+                import tensorflow as tf
+                tf.config.list_logical_devices()
+            finally:
+                sink.seek(0)
+                captured = sink.read().decode(errors="replace")
+    except ImportError as exc:
+        raise ImportError(
+            'method="tf" needs TensorFlow, an optional extra of kernelfit: install it with '
+            '`pip install "kernelfit[tf]"` (or `pip install tensorflow`)') from exc
+    for line in captured.splitlines():
+        if line.strip() and not _NOISE.match(line):
+            print(line, file=sys.stderr)
+    tf.get_logger().setLevel("ERROR")
+    import_tensorflow.ready = True
+    return tf
+
+
+@contextlib.contextmanager
+def _stderr_to(sink):
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        os.dup2(sink.fileno(), 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def check_options(optimizer, learning_rate, max_steps, rtol, gtol, dtype, seed, batch_size,
+                  verbose, callback):
+    """Validate the TF path's options (all keyword-only in fit_kernel); return them filled in."""
+    from ._validation import check_choice, check_scalar
+
+    optimizer = check_choice("cg" if optimizer is None else optimizer, "optimizer", OPTIMIZERS)
+    if learning_rate is not None:
+        learning_rate = check_scalar(learning_rate, "learning_rate", complex_ok=False)
+        if learning_rate <= 0:
+            raise ValueError(f"learning_rate must be positive; got {learning_rate!r}")
+        if optimizer == "cg":
+            raise ValueError("learning_rate is not used by optimizer='cg', whose exact line "
+                             "search chooses every step")
+    dtype = check_choice("float64" if dtype is None else np.dtype(dtype).name
+                         if not isinstance(dtype, str) else dtype, "dtype",
+                         ("float32", "float64"))
+    for name, value in (("max_steps", max_steps), ("batch_size", batch_size)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or value < 1):
+            raise ValueError(f"{name} must be a positive integer; got {value!r}")
+    if batch_size is not None and optimizer == "cg":
+        raise ValueError("batch_size needs a stochastic optimizer ('adam', 'sgd' or "
+                         "'momentum'); optimizer='cg' uses every pair at every step")
+    eps = np.finfo(dtype).eps
+    tolerances = {}
+    gtol_default = 1e-10 if dtype == "float64" else 1e-5
+    for name, value, default in (("rtol", rtol, 10 * eps), ("gtol", gtol, gtol_default)):
+        if value is None:
+            value = default
+        value = check_scalar(value, name, complex_ok=False)
+        if value < 0:
+            raise ValueError(f"{name} must be non-negative; got {value!r}")
+        tolerances[name] = float(value)
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be callable; got {callback!r}")
+    if verbose not in (None, True, False):
+        raise TypeError(f"verbose must be None, True or False; got {verbose!r}")
+    return dict(optimizer=optimizer, learning_rate=learning_rate,
+                max_steps=max_steps or (2000 if optimizer == "cg" else 5000),
+                dtype=dtype, seed=seed, batch_size=batch_size, verbose=verbose,
+                callback=callback, **tolerances)
+
+
+def solve(problem, *, optimizer="cg", learning_rate=None, max_steps=2000, rtol=None, gtol=None,
+          dtype="float64", seed=None, batch_size=None, verbose=None, callback=None,
+          convention="correlation"):
+    """Fit `problem` by gradient descent in TensorFlow; return an Estimate.
+
+    Parameters are fit_kernel's TF options, already validated by check_options;
+    `convention` is only the orientation in which `callback` sees the kernel.
+    """
+    tf = import_tensorflow()
+    model = _Model(tf, problem, dtype)
+    rng = np.random.default_rng(seed)
+    with tf.device(model.device):
+        history, steps, reason = _OPTIMIZE[optimizer](
+            tf, model, optimizer=optimizer, learning_rate=learning_rate, max_steps=max_steps,
+            rtol=rtol, gtol=gtol, rng=rng, batch_size=batch_size,
+            progress=_progress(tf, max_steps, verbose),
+            callback=None if callback is None else _callback(model, callback, convention))
+        estimate = model.estimate()
+    estimate.loss_history = np.array(history)
+    estimate.n_steps = steps
+    estimate.stop_reason = reason
+    estimate.device = model.device
+    return estimate
+
+
+class _Model:
+    """The linear model of a FitProblem in TensorFlow: predictions, loss, gradient, Gram.
+
+    Unknowns are real tensors: the kernel (in correlation orientation, as TF's convolution
+    computes it) and the bias, each split into real and imaginary parts for complex data.
+    """
+
+    def __init__(self, tf, problem, dtype):
+        self.tf, self.problem = tf, problem
+        self.dtype = tf.float64 if dtype == "float64" else tf.float32
+        self.complex = np.dtype(problem.dtype).kind == "c"
+        gpus = tf.config.list_logical_devices("GPU")
+        self.device = (gpus[0] if gpus else tf.config.list_logical_devices("CPU")[0]).name
+        parts = 2 if self.complex else 1
+        self.shapes = [problem.kernel_shape] * parts
+        if problem.bias:
+            self.shapes += [problem.bias_shape] * parts
+        self.sizes = [int(np.prod(s)) for s in self.shapes]
+        with tf.device(self.device):
+            self.variables = [tf.Variable(tf.zeros(s, self.dtype)) for s in self.shapes]
+            self.batches = [self._batch(pair) for pair in problem.pairs]
+        # Compiled once per distinct pair shape; eager TensorFlow is many times slower.
+        self._compiled_loss = tf.function(self._batch_loss, reduce_retracing=True)
+        self.directional = tf.function(self.predict, reduce_retracing=True)
+        self.n_used = float(sum(int(p.usable.sum()) for p in problem.pairs))
+
+    def _batch(self, pair):
+        """(inputs, targets, weights) in TF's (batch, *spatial, channels) layout."""
+        arrays = (pair.extended, pair.target, pair.usable.astype(float))
+        if self.problem.layout == "shared":  # channels become the batch: one kernel for all
+            arrays = [np.moveaxis(a, -1, 0)[..., np.newaxis] for a in arrays]
+        else:
+            arrays = [a[np.newaxis] for a in arrays]
+        x, y, w = arrays
+        parts = [np.real, np.imag] if self.complex else [np.real]
+        constant = self.tf.constant
+        return ([constant(part(x), self.dtype) for part in parts],
+                [constant(part(y), self.dtype) for part in parts], constant(w, self.dtype))
+
+    def _filter(self, kernel):
+        tf, layout = self.tf, self.problem.layout
+        if layout == "shared":
+            return kernel[..., tf.newaxis, tf.newaxis]
+        if layout == "separate":  # a diagonal (*size, C, C) filter: channel c -> channel c
+            return kernel[..., tf.newaxis] * tf.eye(self.problem.n_out, dtype=self.dtype)
+        return kernel
+
+    def predict(self, params, batch):
+        """Predictions (real part, and imaginary part for complex data) for one batch."""
+        tf = self.tf
+
+        def conv(x, kernel):
+            return tf.nn.convolution(x, self._filter(kernel), padding="VALID")
+
+        n = 2 if self.complex else 1
+        (kernels, biases), xs = (params[:n], params[n:]), batch[0]
+        if self.complex:
+            (xr, xi), (kr, ki) = xs, kernels
+            out = [conv(xr, kr) - conv(xi, ki), conv(xr, ki) + conv(xi, kr)]
+        else:
+            out = [conv(xs[0], kernels[0])]
+        if self.problem.layout == "shared":  # one bias per channel, channels on the batch
+            biases = [tf.reshape(b, [-1] + [1] * (len(self.problem.size) + 1)) for b in biases]
+        return [o + b for o, b in zip(out, biases)] if biases else out
+
+    def loss_and_gradient(self, params, batches=None):
+        """Mean squared error over the usable samples, its gradient, and the predictions."""
+        total, gradient, predictions = 0.0, None, []
+        for batch in self.batches if batches is None else batches:
+            part, part_gradient, predicted = self._compiled_loss(list(params), *batch)
+            total += part
+            gradient = part_gradient if gradient is None else [
+                g + h for g, h in zip(gradient, part_gradient)]
+            predictions.append(predicted)
+        return total / self.n_used, [g / self.n_used for g in gradient], predictions
+
+    def _batch_loss(self, params, xs, ys, weights):
+        """Sum of squared residuals of one batch, its gradient, and the predictions."""
+        tf = self.tf
+        with tf.GradientTape() as tape:
+            tape.watch(params)
+            predicted = self.predict(params, (xs, ys, weights))
+            total = tf.add_n([tf.reduce_sum(weights * tf.square(y - p))
+                              for p, y in zip(predicted, ys)])
+        return total, tape.gradient(total, params), predicted
+
+    def flat(self, tensors):
+        return np.concatenate([np.asarray(t).ravel() for t in tensors])
+
+    def unflat(self, vector):
+        out, start = [], 0
+        for shape, size in zip(self.shapes, self.sizes):
+            out.append(self.tf.constant(vector[start:start + size].reshape(shape), self.dtype))
+            start += size
+        return out
+
+    def _complex(self, values):
+        return values[0] + 1j * values[1] if self.complex else values[0]
+
+    def kernel(self):
+        return self._complex([v.numpy() for v in self.variables[:2 if self.complex else 1]])
+
+    def estimate(self):
+        """Kernel and bias, with every diagnostic computed as the dense path defines it."""
+        problem = self.problem
+        n = 2 if self.complex else 1
+        bias = self._complex([v.numpy() for v in self.variables[n:]]) if problem.bias else None
+        gram = self._gram()
+        n_kernel = problem.n_coefficients
+        stderr = np.full(problem.kernel_shape, np.nan)
+        bias_stderr = np.full(problem.bias_shape, np.nan) if problem.bias else None
+        totals = dict(ss_res=0.0, ss_tot=0.0, n_equations=0, n_unknowns=0, rank=0)
+        s_max, s_min = 0.0, np.inf
+        for (coef, bias_index), (target, predicted) in zip(self._systems(), self._residuals()):
+            index = np.concatenate([coef, n_kernel + bias_index]) if problem.bias else coef
+            rank, bias_rank, singular, coef_se, bias_se = gram_diagnostics(
+                gram[np.ix_(index, index)], coef.size, target.size,
+                float(np.sum(np.abs(target - predicted) ** 2)))
+            stderr.flat[coef] = coef_se
+            if problem.bias:
+                bias_stderr.flat[bias_index] = bias_se
+            totals["ss_res"] += float(np.sum(np.abs(target - predicted) ** 2))
+            totals["ss_tot"] += float(np.sum(np.abs(target - target.mean()) ** 2))
+            totals["n_equations"] += target.size
+            totals["n_unknowns"] += index.size
+            totals["rank"] += rank + bias_rank
+            if singular.size:
+                s_max = max(s_max, float(singular[0]))
+                s_min = min(s_min, float(singular[-1]) if rank == coef.size else 0.0)
+        # The result has the data's dtype, whatever precision the optimisation used.
+        kernel = self.kernel().astype(problem.dtype)
+        bias = None if bias is None else bias.astype(problem.dtype)
+        return Estimate(kernel=kernel, bias=bias, stderr=stderr, bias_stderr=bias_stderr,
+                        condition_number=s_max / s_min if s_min > 0 else np.inf, **totals)
+
+    def _systems(self):
+        """Unknowns of each independent system: (kernel flat indices, bias flat indices).
+
+        The same systems as the dense path: one for a shared kernel, one per output channel
+        otherwise (the Gram matrix is block-diagonal across them).
+        """
+        problem = self.problem
+        k = int(np.prod(problem.size))
+        if problem.layout == "shared":
+            return [(np.arange(k), np.arange(problem.n_in))]
+        m = k * (problem.n_in if problem.layout == "full" else 1)
+        stride = problem.n_out
+        return [(np.arange(m) * stride + j, np.array([j])) for j in range(problem.n_out)]
+
+    def _residuals(self):
+        """(targets, predictions) over the usable samples of each system."""
+        problem = self.problem
+        params = [self.tf.constant(v) for v in self.variables]
+        per_pair = []
+        for pair, batch in zip(problem.pairs, self.batches):
+            predicted = self._complex([p.numpy() for p in self.predict(params, batch)])
+            predicted = (np.moveaxis(predicted[..., 0], 0, -1) if problem.layout == "shared"
+                         else predicted[0])
+            per_pair.append((pair.target, predicted, pair.usable))
+        channel_sets = ([slice(None)] if problem.layout == "shared"
+                        else [j for j in range(problem.n_out)])
+        for channels in channel_sets:
+            yield (np.concatenate([t[..., channels][u[..., channels]] for t, _, u in per_pair]),
+                   np.concatenate([p[..., channels][u[..., channels]] for _, p, u in per_pair]))
+
+    def _gram(self):
+        """The Gram matrix ``J^H W J`` over every unknown, one gradient per unknown.
+
+        The loss is quadratic with no constant term at a zero target, so its gradient at a
+        unit vector is ``2 / n`` times a column of the Gram matrix.
+        """
+        zero = [(b[0], [self.tf.zeros_like(t) for t in b[1]], b[2]) for b in self.batches]
+        n_real = sum(self.sizes)
+        columns = []
+        for j in range(n_real):
+            unit = np.zeros(n_real)
+            unit[j] = 1.0
+            _, gradient, _ = self.loss_and_gradient(self.unflat(unit), zero)
+            columns.append(self.flat(gradient) * self.n_used / 2)
+        real = np.stack(columns, axis=1)
+        if not self.complex:
+            return real
+        # Real coordinates (re k, im k[, re b, im b]) -> the complex Gram matrix, whose
+        # real part is the (re, re) block and imaginary part the (im, re) block.
+        k = self.sizes[0]
+        b = self.sizes[2] if self.problem.bias else 0
+        re = np.r_[0:k, 2 * k:2 * k + b]
+        im = np.r_[k:2 * k, 2 * k + b:2 * k + 2 * b]
+        return real[np.ix_(re, re)] + 1j * real[np.ix_(im, re)]
+
+
+def _progress(tf, max_steps, verbose):
+    if verbose is False or (verbose is None and not sys.stderr.isatty()):
+        return None
+    return tf.keras.utils.Progbar(max_steps, stateful_metrics=["loss"], unit_name="step")
+
+
+def _callback(model, callback, convention):
+    spatial = tuple(range(len(model.problem.size)))
+
+    def call(step, loss, params):
+        n = 2 if model.complex else 1
+        kernel = model._complex([np.asarray(p) for p in params[:n]])
+        if convention == "convolution":
+            kernel = np.flip(kernel, axis=spatial)
+        return callback(step, loss, kernel)
+    return call
+
+
+def _converged(history, gradient_norm, first_norm, rtol, gtol):
+    if gradient_norm <= gtol * first_norm or history[-1] == 0:
+        return True
+    return len(history) >= 2 and abs(history[-2] - history[-1]) <= rtol * history[-2]
+
+
+def _report(progress, callback, step, loss, params):
+    if progress is not None:
+        progress.update(step, values=[("loss", loss)])
+    return callback is not None and bool(callback(step, loss, params))
+
+
+def _conjugate_gradient(tf, model, *, max_steps, rtol, gtol, progress, callback, **_):
+    """Conjugate gradients with exact line search (the loss is quadratic), PR+ with restarts.
+
+    Along a direction d the predictions change by ``J d`` (the model is linear), so the best
+    step is ``<J d, r> / |J d|^2``: one forward pass of d on top of the gradient's.
+    """
+    params = [tf.constant(v) for v in model.variables]
+    loss, gradient, predictions = model.loss_and_gradient(params)
+    g = model.flat(gradient)
+    first_norm = np.linalg.norm(g) or 1.0
+    direction = -g
+    history = [float(loss)]
+    reason, step = "max_steps", 0
+    for step in range(1, max_steps + 1):
+        d = model.unflat(direction)
+        numerator = denominator = 0.0
+        for batch, predicted in zip(model.batches, predictions):
+            for target, p, change in zip(batch[1], predicted, model.directional(d, batch)):
+                numerator += float(tf.reduce_sum(batch[2] * (target - p) * change))
+                denominator += float(tf.reduce_sum(batch[2] * change * change))
+        if denominator <= 0:  # the gradient is zero on every usable sample
+            reason = "converged"
+            break
+        params = [p + (numerator / denominator) * dd for p, dd in zip(params, d)]
+        loss, gradient, predictions = model.loss_and_gradient(params)
+        g_new = model.flat(gradient)
+        history.append(float(loss))
+        if _report(progress, callback, step, history[-1], params):
+            reason = "callback"
+            break
+        if _converged(history, np.linalg.norm(g_new), first_norm, rtol, gtol):
+            reason = "converged"
+            break
+        # Polak-Ribiere, restarted when negative and every n steps (CG's finite horizon).
+        beta = max(0.0, g_new @ (g_new - g) / (g @ g)) if step % g.size else 0.0
+        direction = -g_new + beta * direction
+        g = g_new
+    for variable, value in zip(model.variables, params):
+        variable.assign(value)
+    return history, step, reason
+
+
+def _keras(tf, model, *, optimizer, learning_rate, max_steps, rtol, gtol, rng, batch_size,
+           progress, callback):
+    """Adam, SGD or momentum from tf.keras on the same loss (mini-batches of pairs if asked)."""
+    if learning_rate is None:
+        learning_rate = 0.01 if optimizer == "adam" else 1.0 / _lipschitz(tf, model, rng)
+    keras_optimizer = {
+        "adam": lambda: tf.keras.optimizers.Adam(learning_rate),
+        "sgd": lambda: tf.keras.optimizers.SGD(learning_rate),
+        "momentum": lambda: tf.keras.optimizers.SGD(learning_rate, momentum=0.9),
+    }[optimizer]()
+    variables = model.variables
+    history, first_norm = [], None
+    reason, step = "max_steps", 0
+    # One gradient per step: the loss and gradient at the current kernel both decide
+    # whether to stop and drive the update (of the chosen pairs, with mini-batches).
+    for step in range(0, max_steps + 1):
+        batches = None
+        if batch_size is not None and batch_size < len(model.batches):
+            chosen = rng.choice(len(model.batches), size=batch_size, replace=False)
+            batches = [model.batches[i] for i in chosen]
+        loss, gradient, _ = model.loss_and_gradient(list(variables), batches)
+        history.append(float(loss))
+        norm = np.linalg.norm(model.flat(gradient))
+        first_norm = first_norm or norm or 1.0
+        if not np.isfinite(history[-1]):
+            reason = "diverged"
+            break
+        if step and _report(progress, callback, step, history[-1], variables):
+            reason = "callback"
+            break
+        if step and _converged(history, norm, first_norm, rtol, gtol):
+            reason = "converged"
+            break
+        if step == max_steps:
+            break
+        keras_optimizer.apply_gradients(zip(gradient, variables))
+    return history, step, reason
+
+
+def _lipschitz(tf, model, rng, iterations=30):
+    """Largest eigenvalue of the loss's Hessian, by power iteration (SGD's step is 1 / L).
+
+    At a zero target the loss is ``|J v|^2 / n`` and its gradient is ``H v``.
+    """
+    zero = [(b[0], [tf.zeros_like(t) for t in b[1]], b[2]) for b in model.batches]
+    v = rng.standard_normal(sum(model.sizes))
+    value = 1.0
+    for _ in range(iterations):
+        v /= np.linalg.norm(v)
+        _, gradient, _ = model.loss_and_gradient(model.unflat(v), zero)
+        hv = model.flat(gradient)
+        value = float(v @ hv)
+        v = hv
+    return max(value, np.finfo(float).tiny)
+
+
+_OPTIMIZE = {"cg": _conjugate_gradient, "adam": _keras, "sgd": _keras, "momentum": _keras}
