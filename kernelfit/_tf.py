@@ -324,7 +324,7 @@ class _Model:
 
 
 def _progress(tf, max_steps, verbose):
-    if verbose is False or (verbose is None and not sys.stderr.isatty()):
+    if verbose is False or (verbose is None and not sys.stdout.isatty()):  # Progbar: stdout
         return None
     return tf.keras.utils.Progbar(max_steps, stateful_metrics=["loss"], unit_name="step")
 
