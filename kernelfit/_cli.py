@@ -1,0 +1,484 @@
+"""The kernelfit command line: fit, apply, demo, animate.
+
+`main(argv)` parses with argparse (usage errors exit 2) and returns the exit status: 0 success,
+1 a fit that ran but failed or is not identifiable (with --strict), 2 usage or input errors.
+"""
+
+import argparse
+import inspect
+import os
+import sys
+import warnings
+
+import numpy as np
+
+from . import __version__, kernels
+from ._io import FileError, check_output_path, read_array, read_image, read_kernel
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+NAMED_KERNELS = {name: getattr(kernels, name) for name in kernels.__all__}
+DEMO_KERNELS = {
+    "unsharp": lambda: kernels.unsharp_mask(sigma=1.0, amount=0.6, size=5),
+    "gaussian": lambda: kernels.gaussian(5, sigma=1.2),
+    "box": lambda: kernels.box(3),
+    "motion": lambda: kernels.motion_blur(7, angle=30),
+    "sobel": lambda: kernels.sobel("x"),
+    "emboss": lambda: kernels.emboss(),
+    "sharpen": lambda: kernels.sharpen(),
+}
+
+FIT_EXAMPLES = """examples:
+  kernelfit fit before.png after.png --size 3
+  kernelfit fit before.png after.png --size 5x3 --boundary edge -o kernel.json --plot fit.png
+  kernelfit fit photo.jpg styled.jpg --size 7 --color separate --bias --strict
+  kernelfit fit in.npy out.npy --size 9 --method ridge --reg gcv --mask valid.png"""
+APPLY_EXAMPLES = """examples:
+  kernelfit apply photo.png gaussian:sigma=1.5,size=7 -o blurred.png
+  kernelfit apply photo.png sobel:axis=x --boundary symmetric --float -o gradient.npy
+  kernelfit apply photo.png kernel.json -o again.png
+
+named kernels (name:key=value,...): """ + ", ".join(NAMED_KERNELS)
+DEMO_EXAMPLES = """examples:
+  kernelfit demo
+  kernelfit demo --kernel motion --noise 1 --out demo/"""
+ANIMATE_EXAMPLES = """examples:
+  kernelfit animate -o convolution.gif
+  kernelfit animate --image portrait --width 40 --stride 3 -o portrait.gif
+  kernelfit animate --kernel sobel:axis=y --convention convolution -o sobel.gif"""
+
+
+class UsageError(Exception):
+    """A problem with the user's request; printed as one line, exit status 2."""
+
+
+def main(argv=None):
+    """Run the kernelfit command line; return the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_USAGE
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            status = args.run(args)
+        for warning in caught:
+            _say(f"kernelfit: warning: {_one_line(warning.message)}", quiet=False)
+        return status
+    except (UsageError, FileError, ValueError, TypeError, ImportError, OSError) as exc:
+        print(f"kernelfit: error: {_one_line(exc)}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _one_line(message):
+    return " ".join(str(message).split())
+
+
+def _say(text, quiet):
+    if not quiet:
+        print(text, file=sys.stderr if text.startswith("kernelfit: warning") else sys.stdout)
+
+
+def build_parser():
+    parser = argparse.ArgumentParser(
+        prog="kernelfit", description="Recover the convolution kernel of an unknown linear "
+        "filter from its input and output.")
+    parser.add_argument("--version", action="version", version=f"kernelfit {__version__}")
+    parser.set_defaults(command=None)
+    commands = parser.add_subparsers(title="commands", dest="command")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-q", "--quiet", action="store_true",
+                        help="print nothing but errors and warnings")
+
+    def command(name, help, examples, run):
+        sub = commands.add_parser(name, help=help, description=help, epilog=examples,
+                                  parents=[common],
+                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+        sub.set_defaults(run=run)
+        return sub
+
+    fit = command("fit", "recover the kernel that turned INPUT into OUTPUT", FIT_EXAMPLES,
+                  run_fit)
+    fit.add_argument("input", metavar="INPUT", help="image (PNG, JPEG, TIFF, BMP, 8 or 16 bit) "
+                     "or array (.npy, .txt, .csv)")
+    fit.add_argument("output", metavar="OUTPUT", help="the filtered image or array")
+    fit.add_argument("--size", required=True, type=_size,
+                     help="kernel size: K, or KxL (rows x columns)")
+    _geometry_options(fit)
+    fit.add_argument("--method", default="lstsq", choices=["lstsq", "pinv", "ridge", "tf"],
+                     help="solver (default lstsq)")
+    fit.add_argument("--reg", type=_reg, help="ridge parameter, or 'gcv' (with --method ridge)")
+    fit.add_argument("--bias", action="store_true", help="also fit an additive offset")
+    fit.add_argument("--color", choices=["gray", "shared", "separate", "full"],
+                     help="colour images: convert to gray, or one kernel shared by the "
+                     "channels (default), one per channel, or a channel-mixing kernel")
+    fit.add_argument("--mask", metavar="FILE", help="image or array over OUTPUT: nonzero "
+                     "samples are used")
+    fit.add_argument("--strict", action="store_true",
+                     help="exit 1 if the kernel is not identifiable or the fit did not converge")
+    fit.add_argument("-o", "--output-kernel", metavar="FILE", dest="kernel_file",
+                     help="write the kernel: .npy, .txt/.csv, or .json with every diagnostic")
+    fit.add_argument("--plot", metavar="FILE.png", help="write a figure of the fit")
+
+    apply = command("apply", "apply a kernel (file or name) to an image", APPLY_EXAMPLES,
+                    run_apply)
+    apply.add_argument("image", metavar="IMAGE")
+    apply.add_argument("kernel", metavar="KERNEL",
+                       help="kernel file (.npy, .txt, .csv, .json) or name:key=value,...")
+    apply.add_argument("-o", "--output", required=True, metavar="OUT",
+                       help="image file, or .npy for the floating-point result")
+    _geometry_options(apply, mode_default="same", boundary_default="fill")
+    apply.add_argument("--float", action="store_true",
+                       help="keep the floating-point result (write .npy or .tif)")
+
+    demo = command("demo", "recover a hidden kernel from the sample portrait",
+                   DEMO_EXAMPLES, run_demo)
+    demo.add_argument("--kernel", choices=list(DEMO_KERNELS), default="unsharp",
+                      help="the hidden filter (default unsharp)")
+    demo.add_argument("--noise", type=float, default=0.0,
+                      help="Gaussian noise before 8-bit rounding, in grey levels")
+    demo.add_argument("--method", default="lstsq", choices=["lstsq", "pinv", "ridge", "tf"])
+    demo.add_argument("--out", metavar="DIR", help="also write the figure DIR/demo.png")
+
+    animate = command("animate", "draw the sliding window as an animated GIF",
+                      ANIMATE_EXAMPLES, run_animate)
+    animate.add_argument("--image", metavar="FILE", help="an image file, or 'portrait' "
+                         "(default: a 5x5 matrix with a vertical edge)")
+    animate.add_argument("--kernel", metavar="KERNEL", help="kernel file or name (default: "
+                         "the 3x3 vertical edge detector [[1, 0, -1]] * 3)")
+    animate.add_argument("--convention", choices=["convolution", "correlation"],
+                         default="correlation")
+    animate.add_argument("--width", type=int, default=32,
+                         help="resize an image to this width (default 32)")
+    animate.add_argument("--stride", type=int, help="output samples per frame step "
+                         "(default 1, or 3 for an image)")
+    animate.add_argument("--fps", type=float, default=2.0)
+    animate.add_argument("-o", "--output", required=True, metavar="OUT.gif")
+    return parser
+
+
+def _geometry_options(parser, mode_default=None, boundary_default=None):
+    parser.add_argument("--mode", choices=["same", "valid", "full"], default=mode_default,
+                        help="output geometry" + (" (default: from the shapes)"
+                                                  if mode_default is None else ""))
+    parser.add_argument("--boundary", default=boundary_default,
+                        choices=["fill", "constant", "edge", "wrap", "symmetric", "symm",
+                                 "reflect"],
+                        help="edge rule" + (" (default: use only samples that do not depend "
+                                            "on it)" if boundary_default is None else ""))
+    parser.add_argument("--convention", choices=["convolution", "correlation"],
+                        help="kernel orientation (default convolution)")
+    parser.add_argument("--origin", type=_size, default=(0,),
+                        help="anchor shift in 'same' mode: N or NxM")
+
+
+def _size(text):
+    try:
+        values = tuple(int(part) for part in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected K or KxL, got {text!r}") from None
+    return values
+
+
+def _reg(text):
+    if text == "gcv":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or 'gcv', got {text!r}") from None
+
+
+# --- fit ------------------------------------------------------------------------------------
+
+def run_fit(args):
+    from . import fit_kernel
+
+    image, input_notes = read_image(args.input)
+    target, output_notes = read_image(args.output)
+    for note in input_notes + output_notes:
+        _say(f"note: {note}", args.quiet)
+    channel_axis, channels = None, "shared"
+    if args.color == "gray":
+        image, target = _gray(image), _gray(target)
+    elif image.ndim == 3 and image.shape[-1] in (3, 4) and target.ndim >= 2:
+        channel_axis, channels = -1, args.color or "shared"
+    elif args.color is not None:
+        raise UsageError(f"--color {args.color} needs a colour INPUT; {args.input} is grey")
+    mask = None
+    if args.mask:
+        mask_values, _ = read_image(args.mask)
+        mask = np.asarray(mask_values) != 0
+        if mask.ndim == 3 and target.ndim == 2:
+            mask = mask.any(axis=-1)
+    size = args.size if len(args.size) > 1 else args.size[0]
+    origin = args.origin if len(args.origin) > 1 else args.origin[0]
+    fit = fit_kernel(image, target, size, mode=args.mode, boundary=args.boundary,
+                     convention=args.convention or "convolution", method=args.method,
+                     bias=args.bias, channel_axis=channel_axis, channels=channels, mask=mask,
+                     reg=args.reg, origin=origin,
+                     **({"verbose": False} if args.method == "tf" else {}))
+    predicted = fit.predict(image)
+    peak = _peak(target)
+    psnr = (10 * np.log10(peak ** 2 / fit.residual_rms ** 2) if fit.residual_rms > 0
+            else np.inf)
+    if not args.quiet:
+        print(report(fit, args.input, args.output, image, target, psnr))
+    for path in (args.kernel_file, args.plot):
+        if path:
+            check_output_path(path, inputs=(args.input, args.output, args.mask))
+    if args.kernel_file:
+        from ._io import write_kernel
+        write_kernel(args.kernel_file, fit, extra={"psnr_db": None if not np.isfinite(psnr)
+                                                   else round(float(psnr), 3),
+                                                   "input": args.input,
+                                                   "output": args.output})
+        _say(f"wrote {args.kernel_file}", args.quiet)
+    if args.plot:
+        from ._plot import fit_figure
+        fit_figure(args.plot, image, target, predicted, fit,
+                   titles=(f"input: {os.path.basename(args.input)}",
+                           f"output: {os.path.basename(args.output)}"))
+        _say(f"wrote {args.plot}", args.quiet)
+    failed = not fit.identifiable or fit.stop_reason not in (None, "converged")
+    return EXIT_FAILED if args.strict and failed else EXIT_OK
+
+
+def _gray(array):
+    array = np.asarray(array)
+    if array.ndim == 3 and array.shape[-1] in (3, 4):
+        return array[..., :3] @ np.array([0.299, 0.587, 0.114])
+    return array
+
+
+def _peak(target):
+    if np.issubdtype(target.dtype, np.integer):
+        return float(np.iinfo(target.dtype).max)
+    return float(np.ptp(target)) or 1.0
+
+
+def _describe(path, array):
+    shape = "x".join(map(str, array.shape[:2])) if array.ndim >= 2 else f"{array.shape[0]}"
+    kind = ("colour" if array.ndim == 3 else "grey" if array.ndim == 2 else "signal")
+    return f"{path} ({shape} {kind} {array.dtype})"
+
+
+def usage_note(fit):
+    """How to apply the kernel with scipy, OpenCV and Pillow (2-D kernels)."""
+    if fit.kernel.ndim != 2 or len(fit.size) != 2:
+        return "  use it with kernelfit.convolve(image, kernel, convention=" \
+               f"{fit.convention!r}, ...)"
+    if fit.convention == "convolution":
+        lines = ["scipy:  scipy.ndimage.convolve(image, K)  or  "
+                 "scipy.signal.convolve2d(image, K, mode='same')",
+                 "OpenCV: cv2.filter2D(image, -1, K[::-1, ::-1])  (filter2D correlates)",
+                 "Pillow: ImageFilter.Kernel(K.shape, K[:, ::-1].ravel(), scale=1)"]
+    else:
+        lines = ["scipy:  scipy.ndimage.correlate(image, K)",
+                 "OpenCV: cv2.filter2D(image, -1, K)",
+                 "Pillow: ImageFilter.Kernel(K.shape, K[::-1, :].ravel(), scale=1)"]
+    if fit.bias is not None:
+        lines.append("then add the bias")
+    if any(k % 2 == 0 for k in fit.size):
+        lines.append("even sizes: tools anchor them differently (see kernelfit.convolve)")
+    return "\n".join(f"  {line}" for line in lines)
+
+
+def report(fit, input_path, output_path, image, target, psnr):
+    with np.printoptions(precision=4, suppress=True, linewidth=100, threshold=2000):
+        shown = np.where(np.abs(fit.kernel) > 1e-12 * np.abs(fit.kernel).max(), fit.kernel, 0)
+        kernel_text = np.array2string(shown, prefix="    ")
+    finite = np.asarray(fit.stderr)[np.isfinite(fit.stderr)]
+    lines = [
+        f"input:  {_describe(input_path, image)}",
+        f"output: {_describe(output_path, target)}",
+        f"geometry: mode={fit.mode}, boundary={fit.boundary or 'none (interior samples only)'}"
+        + (f", origin={fit.origin}" if any(fit.origin) else "")
+        + (f", channels={fit.channels}" if fit.channels else ""),
+        "",
+        f"kernel K, {'x'.join(map(str, fit.kernel.shape))}, {fit.convention} orientation:",
+        "    " + kernel_text,
+    ]
+    if fit.bias is not None:
+        lines.append(f"bias: {np.array2string(np.asarray(fit.bias), precision=4)}")
+    lines.append(usage_note(fit))
+    lines.append("")
+    if finite.size:
+        lines.append(f"stderr: largest {finite.max():.3g}, median {np.median(finite):.3g}")
+    lines.append(f"fit: residual RMS {fit.residual_rms:.4g}, R^2 {fit.r2:.6f}, PSNR "
+                 f"{psnr:.1f} dB (re-synthesised vs actual), {fit.n_equations} samples"
+                 + (f", {fit.n_masked} masked or saturated" if fit.n_masked else ""))
+    lines.append(f"identifiable: {'yes' if fit.identifiable else 'NO'} (rank {fit.rank} of "
+                 f"{fit.n_unknowns} unknowns, condition number {fit.condition_number:.3g})")
+    if fit.n_steps is not None:
+        lines.append(f"optimisation: {fit.n_steps} steps, {fit.stop_reason}, on {fit.device}")
+    return "\n".join(lines)
+
+
+# --- apply ----------------------------------------------------------------------------------
+
+def parse_kernel_spec(text, convention):
+    """`name:key=value,...` -> the named kernel, oriented for `convention`."""
+    name, _, params = text.partition(":")
+    if name not in NAMED_KERNELS:
+        raise UsageError(f"{text}: no such file, and {name!r} is not a kernel name (one of "
+                         f"{', '.join(NAMED_KERNELS)})")
+    function = NAMED_KERNELS[name]
+    accepted = inspect.signature(function).parameters
+    kwargs = {}
+    for item in filter(None, params.split(",")):
+        key, equals, value = item.partition("=")
+        if not equals:
+            raise UsageError(f"{text}: expected key=value, got {item!r}")
+        if key not in accepted or key == "rng":
+            options = ", ".join(p for p in accepted if p not in ("convention", "rng"))
+            raise UsageError(f"{text}: {name} takes {options or 'no parameters'}; got {key!r}")
+        kwargs[key] = _value(value)
+    if "convention" in accepted:
+        kwargs["convention"] = convention
+    try:
+        return np.asarray(function(**kwargs), dtype=float)
+    except TypeError as exc:
+        raise UsageError(f"{text}: {exc}") from None
+
+
+def _value(text):
+    for convert in (int, float):
+        try:
+            return convert(text)
+        except ValueError:
+            pass
+    if "x" in text and all(part.lstrip("-").isdigit() for part in text.split("x")):
+        return tuple(int(part) for part in text.split("x"))
+    return text
+
+
+def load_kernel(text, convention):
+    """A kernel from a file or a name; returns (kernel, convention to apply it with)."""
+    if os.path.exists(text):
+        kernel, recorded = read_kernel(text)
+        return kernel, convention or recorded or "convolution"
+    if os.path.splitext(text)[1].lower() in (".npy", ".txt", ".csv", ".json"):
+        raise FileError(f"{text}: no such file")
+    convention = convention or "convolution"
+    return parse_kernel_spec(text, convention), convention
+
+
+def run_apply(args):
+    from . import convolve
+    from ._io import write_image
+    from .synth import quantize
+
+    image, notes = read_image(args.image)
+    for note in notes:
+        _say(f"note: {note}", args.quiet)
+    kernel, convention = load_kernel(args.kernel, args.convention)
+    check_output_path(args.output, inputs=(args.image, args.kernel))
+    colour = image.ndim == 3 and image.shape[-1] in (3, 4)
+    origin = args.origin if len(args.origin) > 1 else args.origin[0]
+    result = convolve(image, kernel, mode=args.mode, boundary=args.boundary,
+                      convention=convention, channel_axis=-1 if colour else None,
+                      origin=origin)
+    if not args.float and np.issubdtype(image.dtype, np.integer):
+        result = quantize(result, image.dtype)
+    elif args.output.lower().endswith((".tif", ".tiff")):
+        result = result.astype(np.float32)
+    write_image(args.output, result)
+    _say(f"wrote {args.output} ({'x'.join(map(str, result.shape))} {result.dtype})",
+         args.quiet)
+    return EXIT_OK
+
+
+# --- demo -----------------------------------------------------------------------------------
+
+def run_demo(args):
+    import time
+
+    from . import fit_kernel
+    from .data import portrait
+    from .synth import synthesize
+
+    image = portrait()
+    hidden = DEMO_KERNELS[args.kernel]()
+    output = synthesize(image, hidden, boundary="edge", noise=args.noise, dtype=np.uint8,
+                        rng=0)
+    start = time.perf_counter()
+    fit = fit_kernel(image, output, hidden.shape, method=args.method,
+                     **({"verbose": False} if args.method == "tf" else {}))
+    elapsed = time.perf_counter() - start
+    if not args.quiet:
+        print(f"kernelfit demo: the portrait ({image.shape[1]}x{image.shape[0]}, from "
+              f"matplotlib's sample data) filtered by a hidden {args.kernel} kernel, "
+              f"{'noise ' + format(args.noise, 'g') + ' and ' if args.noise else ''}"
+              f"rounded to 8 bits; recovered by {args.method} in {elapsed:.2f} s.\n")
+        print(side_by_side([("true", hidden), ("recovered", fit.kernel),
+                            ("error", fit.kernel - hidden)]))
+        error = np.abs(fit.kernel - hidden).max()
+        print(f"\nmax |error| {error:.2g} (largest stderr {np.nanmax(fit.stderr):.2g}); "
+              f"residual RMS {fit.residual_rms:.3g} grey levels (8-bit rounding alone gives "
+              f"{1 / np.sqrt(12):.3g}); identifiable: {'yes' if fit.identifiable else 'NO'}, "
+              f"condition number {fit.condition_number:.3g}")
+    if args.out:
+        from ._plot import fit_figure
+        path = os.path.join(args.out, "demo.png")
+        check_output_path(path)
+        fit_figure(path, image, output, fit.predict(image, boundary="edge"), fit,
+                   titles=("input: portrait", f"output: hidden {args.kernel}, 8-bit"))
+        _say(f"wrote {path}", args.quiet)
+    return EXIT_OK
+
+
+def side_by_side(named):
+    """Matrices printed next to each other under their names."""
+    blocks = []
+    for name, matrix in named:
+        matrix = np.atleast_2d(matrix)
+        cells = [[f"{v: .4f}" for v in row] for row in matrix]
+        width = max(len(" ".join(row)) for row in cells)
+        blocks.append([name.center(width)] + [" ".join(row) for row in cells])
+    return "\n".join("   ".join(block[i] if i < len(block) else "" for block in blocks)
+                     for i in range(max(len(b) for b in blocks)))
+
+
+# --- animate --------------------------------------------------------------------------------
+
+def run_animate(args):
+    from ._plot import sliding_window_gif
+
+    if args.image is None:
+        image = np.array([[10.0, 10, 10, 0, 0]] * 5)
+        stride = args.stride or 1
+    else:
+        if args.image == "portrait":
+            from .data import portrait
+            image = portrait()
+        else:
+            image, _ = read_image(args.image)
+        image = _resize(_gray(image), args.width)
+        stride = args.stride or 3
+    if args.kernel is None:
+        kernel = np.array([[1.0, 0, -1]] * 3)
+        convention = args.convention
+    else:
+        kernel, convention = load_kernel(args.kernel, args.convention)
+    if kernel.ndim != 2 or any(k > n for k, n in zip(kernel.shape, image.shape)):
+        raise UsageError(f"the kernel must be 2-D and no larger than the image {image.shape}; "
+                         f"got {kernel.shape}")
+    if args.stride is not None and args.stride < 1 or args.fps <= 0:
+        raise UsageError("--stride and --fps must be positive")
+    check_output_path(args.output, inputs=(args.image, args.kernel))
+    frames = sliding_window_gif(args.output, image, kernel, convention=convention,
+                                stride=stride, fps=args.fps)
+    _say(f"wrote {args.output} ({frames} frames)", args.quiet)
+    return EXIT_OK
+
+
+def _resize(image, width):
+    from PIL import Image
+
+    if width < 3:
+        raise UsageError("--width must be at least 3")
+    height = max(3, round(image.shape[0] * width / image.shape[1]))
+    picture = Image.fromarray(np.asarray(image, dtype=np.float32))
+    return np.asarray(picture.resize((width, height), Image.Resampling.LANCZOS), dtype=float)
