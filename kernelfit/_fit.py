@@ -14,12 +14,13 @@ from ._solvers import METHOD_OPTIONS, SOLVERS, get_solver
 from ._validation import (
     CONVENTIONS,
     MODES,
-    as_float_array,
+    as_numeric_array,
     check_axis,
     check_boundary,
     check_choice,
     check_int_tuple,
     check_scalar,
+    float_dtype,
 )
 
 __all__ = ["fit_kernel"]
@@ -187,7 +188,7 @@ def fit_kernel(input, output, size, *, mode=None, boundary=None, fillvalue=0,
 
     inputs, outputs = _as_pairs(input, output)
     masks = _as_masks(mask, len(inputs))
-    first_input = as_float_array(inputs[0], _name("input", 0, len(inputs)))
+    first_input = as_numeric_array(inputs[0], _name("input", 0, len(inputs)))
     if channel_axis is not None:
         if first_input.ndim < 2:
             raise ValueError(f"input must have at least 2 dimensions with a channel_axis; "
@@ -196,12 +197,11 @@ def fit_kernel(input, output, size, *, mode=None, boundary=None, fillvalue=0,
     n_spatial = first_input.ndim - (channel_axis is not None)
     size = check_int_tuple(size, "size", n_spatial, minimum=1)
 
-    pairs, modes, n_masked, grey_output = [], set(), 0, None
+    pairs, modes, fills, grey_output = [], set(), [], None
     for i, (x, y, m) in enumerate(zip(inputs, outputs, masks)):
-        x = first_input if i == 0 else as_float_array(x, _name("input", i, len(inputs)))
+        x = first_input if i == 0 else as_numeric_array(x, _name("input", i, len(inputs)))
         y_name = _name("output", i, len(inputs))
-        y_raw = np.asarray(y)
-        y = as_float_array(y, y_name)
+        y = as_numeric_array(y, y_name)
         x, y, grey = _channels_last(x, y, channel_axis, n_spatial, i, len(inputs))
         if grey_output is not None and grey != grey_output:
             raise ValueError("every output must have the same channel layout")
@@ -219,33 +219,39 @@ def fit_kernel(input, output, size, *, mode=None, boundary=None, fillvalue=0,
         if len(modes) > 1:
             raise ValueError(f"the pairs' shapes imply different modes {sorted(modes)}; pass "
                              f"mode= or give every pair the same geometry")
-        keep = _usable(y_raw, y, m, saturated, channel_axis, grey, i, len(inputs))
+        m = _mask(m, y.shape, channel_axis, grey, i, len(inputs))
+        limits = _saturation_limits(saturated, y)
         if pair_mode == "full" and boundary is None:
             rule, rule_pad = "fill", "constant"
         else:
             rule, rule_pad = boundary, pad_mode
         origin_checked = check_origin(origin, size, pair_mode, convention)
-        extended, crop = extend(x, size, pair_mode, rule, rule_pad, fillvalue, convention,
-                                origin_checked)
-        keep = keep[crop]
-        n_masked += int(keep.size - keep.sum())
-        pairs.append(Pair(extended, y[crop], keep))
+        maps, crop = extend(spatial_in, size, pair_mode, rule, rule_pad, convention,
+                            origin_checked)
+        fills.append(rule_pad == "constant")
+        pairs.append(Pair(x, maps, fillvalue, y[crop], None if m is None else m[crop], limits,
+                          size[0]))
     (mode,) = modes
     if mode == "full" and boundary is None:
         boundary = "fill"
 
-    n_in = pairs[0].extended.shape[-1]
-    n_out = pairs[0].target.shape[-1]
+    n_in = pairs[0].source.shape[-1]
+    n_out = pairs[0].output.shape[-1]
     for pair in pairs[1:]:
-        if pair.extended.shape[-1] != n_in or pair.target.shape[-1] != n_out:
+        if pair.source.shape[-1] != n_in or pair.output.shape[-1] != n_out:
             raise ValueError("every pair must have the same number of channels")
     layout = _layout(channel_axis, channels, grey_output, n_in, n_out)
     kernel_shape = {"shared": size, "separate": size + (n_out,),
                     "full": size + (n_in, n_out)}[layout]
     bias_shape = (n_in,) if layout == "shared" else (n_out,)
-    dtype = np.result_type(*(p.extended.dtype for p in pairs),
-                           *(p.target.dtype for p in pairs))
-    total = sum(int(p.usable.sum()) for p in pairs)
+    dtype = np.result_type(*(float_dtype(p.source.dtype) for p in pairs),
+                           *(float_dtype(p.output.dtype) for p in pairs),
+                           *([fillvalue] if any(fills) else []))
+    total = n_masked = 0
+    for pair in pairs:
+        pair.dtype = dtype
+        used, masked = _count_usable(pair)
+        total, n_masked = total + used, n_masked + masked
     if total == 0:  # size <= input leaves every geometry at least one sample
         raise ValueError(f"no output samples left to fit: all {n_masked} usable samples are "
                          f"masked out or saturated (see mask= and saturated=)")
@@ -343,35 +349,38 @@ def _channels_last(x, y, channel_axis, n_spatial, i, n):
                      f"{y.shape}")
 
 
-def _usable(y_raw, y, mask, saturated, channel_axis, grey, i, n):
-    """Boolean mask (channels last) of output samples that are not masked out or clipped."""
-    shape = y.shape  # channels last
-    keep = np.ones(shape, dtype=bool)
-    if mask is not None:
-        name = "mask" if n == 1 else f"mask[{i}]"
-        mask = np.asarray(mask)
-        given_shape = mask.shape
-        if mask.dtype != bool:
-            raise TypeError(f"{name} must be a boolean array; got dtype {mask.dtype}")
-        if channel_axis is not None and not grey and mask.ndim == len(shape):
-            mask = np.moveaxis(mask, channel_axis, -1)
-        elif mask.ndim == len(shape) - 1:
-            mask = mask[..., np.newaxis]
-        if mask.shape not in (shape, shape[:-1] + (1,)):
-            raise ValueError(f"{name} has shape {given_shape}; expected the "
-                             f"output's shape or its spatial shape")
-        keep &= mask
-    limits = _saturation_limits(saturated, y_raw)
-    if limits is not None:
-        raw = y_raw if channel_axis is None else (
-            y_raw[..., np.newaxis] if grey else np.moveaxis(y_raw, channel_axis, -1))
-        if channel_axis is None:
-            raw = raw[..., np.newaxis]
-        keep &= (raw > limits[0]) & (raw < limits[1])
-    return keep
+def _mask(mask, shape, channel_axis, grey, i, n):
+    """The mask as a boolean view, channels last, shaped like the output or its spatial axes."""
+    if mask is None:
+        return None
+    name = "mask" if n == 1 else f"mask[{i}]"
+    mask = np.asarray(mask)
+    given_shape = mask.shape
+    if mask.dtype != bool:
+        raise TypeError(f"{name} must be a boolean array; got dtype {mask.dtype}")
+    if channel_axis is not None and not grey and mask.ndim == len(shape):
+        mask = np.moveaxis(mask, channel_axis, -1)
+    elif mask.ndim == len(shape) - 1:
+        mask = mask[..., np.newaxis]
+    if mask.shape not in (shape, shape[:-1] + (1,)):
+        raise ValueError(f"{name} has shape {given_shape}; expected the "
+                         f"output's shape or its spatial shape")
+    return mask
+
+
+def _count_usable(pair, rows=1 << 20):
+    """Samples the fit may use, and those left out by the mask or as saturated."""
+    step = max(1, rows // max(1, pair.output[0].size))
+    used = total = 0
+    for start in range(0, pair.n_rows, step):
+        usable = pair.usable_rows(start, start + step)
+        used += int(usable.sum())
+        total += usable.size
+    return used, total - used
 
 
 def _saturation_limits(saturated, y_raw):
+    """(low, high) beyond which output samples count as clipped, or None."""
     if isinstance(saturated, str):
         check_choice(saturated, "saturated", ("auto",))
         if y_raw.dtype.kind in "iu":

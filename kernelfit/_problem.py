@@ -4,6 +4,7 @@ Each solver takes a FitProblem; the dense ones ask it for least-squares systems 
 """
 
 import dataclasses
+import functools
 
 import numpy as np
 
@@ -14,18 +15,115 @@ from ._convolve import padding
 DENSE_LIMIT_BYTES = 2 * 2**30
 
 
-@dataclasses.dataclass
-class Pair:
-    """One input/output pair, channels last (one channel when the data have none).
+def index_map(n, before, after, pad_mode):
+    """Source index of each extended sample along one axis (numpy.pad's rules); -1 is the fill.
 
-    `extended` is the input extended by the edge rule so that every output sample in
-    `target` is the correlation of one 'valid' window of it with the kernel; `usable`
-    marks the samples of `target` the fit may use.
+    The extended axis runs from ``-before`` to ``n + after - 1`` in source coordinates.
     """
+    t = np.arange(-before, n + after)
+    if pad_mode == "constant":
+        return np.where((t >= 0) & (t < n), t, -1)
+    if pad_mode == "edge":
+        return np.clip(t, 0, n - 1)
+    if pad_mode == "wrap":
+        return t % n
+    if pad_mode == "symmetric":
+        t = t % (2 * n)
+        return np.where(t < n, t, 2 * n - 1 - t)
+    if n == 1:  # 'reflect' of a single sample
+        return np.zeros_like(t)
+    t = t % (2 * n - 2)
+    return np.where(t < n, t, 2 * n - 2 - t)
+
+
+def gather(source, maps, fillvalue, dtype):
+    """The extended block ``source[maps]`` (spatial axes first, channels last), as `dtype`.
+
+    Contiguous maps become slices, so a memmap is read only where the block lies.
+    """
+    block = source
+    fill_axes = []
+    for axis, m in enumerate(maps):
+        index = [slice(None)] * block.ndim
+        if m.size and m[0] >= 0 and np.array_equal(m, np.arange(m[0], m[0] + m.size)):
+            index[axis] = slice(int(m[0]), int(m[0]) + m.size)
+            block = block[tuple(index)]
+        else:
+            block = np.take(block, np.clip(m, 0, None), axis=axis)
+            if (m < 0).any():
+                fill_axes.append((axis, m < 0))
+    block = np.array(block, dtype=dtype)
+    for axis, outside in fill_axes:
+        index = [slice(None)] * block.ndim
+        index[axis] = outside
+        block[tuple(index)] = fillvalue
+    return block
+
+
+@dataclasses.dataclass
+class Tile:
+    """Materialised output rows of a pair: the extended input they need, targets, usable."""
 
     extended: np.ndarray   # (*S_ext, C_in)
     target: np.ndarray     # (*S_out, C_out)
     usable: np.ndarray     # (*S_out, C_out) bool
+
+
+@dataclasses.dataclass
+class Pair:
+    """One input/output pair, channels last (one channel when the data have none), kept lazy.
+
+    The input is extended by the edge rule so that every output sample is the correlation of
+    one 'valid' window with the kernel; `maps` say where each extended sample comes from, so
+    the extension is made only for the rows asked for (`tile`), or all at once through
+    `extended`, `target` and `usable`. Arrays may be memmaps: nothing is read until then.
+    """
+
+    source: np.ndarray     # (*S_in, C_in), any numeric dtype
+    maps: tuple            # per spatial axis: extended coordinate -> source index, -1: fill
+    fillvalue: object
+    output: np.ndarray     # (*S_out, C_out), cropped to the samples the geometry explains
+    mask: object           # None, or bool (*S_out, C_out or 1), cropped alike
+    limits: object         # None, or (low, high): output samples at or past them are clipped
+    kernel_rows: int       # kernel length along the first spatial axis
+    dtype: object = None   # computation dtype, set once every pair is known
+
+    @property
+    def n_rows(self):
+        return self.output.shape[0]
+
+    def tile(self, start, stop):
+        """Output rows [start, stop) and the extended input rows they depend on."""
+        maps = (self.maps[0][start:stop + self.kernel_rows - 1],) + tuple(self.maps[1:])
+        return Tile(gather(self.source, maps, self.fillvalue, self.dtype),
+                    np.asarray(self.output[start:stop], dtype=self.dtype),
+                    self.usable_rows(start, stop))
+
+    def usable_rows(self, start, stop):
+        """Which output samples of rows [start, stop) the fit may use."""
+        rows = self.output[start:stop]
+        usable = np.ones(rows.shape, dtype=bool)
+        if self.mask is not None:
+            usable &= self.mask[start:stop]
+        if self.limits is not None:
+            usable &= (rows > self.limits[0]) & (rows < self.limits[1])
+        return usable
+
+    @functools.cached_property
+    def _whole(self):
+        return self.tile(0, self.n_rows)
+
+    @property
+    def extended(self):
+        return self._whole.extended
+
+    @property
+    def target(self):
+        return self._whole.target
+
+    @property
+    def usable(self):
+        return self._whole.usable
 
 
 @dataclasses.dataclass
@@ -197,21 +295,19 @@ def expected_shape(in_shape, size, mode):
             "full": tuple(n + k - 1 for n, k in zip(in_shape, size))}[mode]
 
 
-def extend(image, size, mode, boundary, pad_mode, fillvalue, convention, origin):
-    """Extend `image` (channels last) so that 'valid' windows give the `mode` output.
+def extend(shape, size, mode, boundary, pad_mode, convention, origin):
+    """Index maps that extend an input of spatial `shape` so that 'valid' windows give `mode`.
 
-    Returns the extended image and the slices of the output whose samples it explains:
-    with ``boundary=None`` in 'same' mode only the interior, which does not depend on
-    the edge rule.
+    Returns the maps (one per spatial axis) and the slices of the output whose samples they
+    explain: with ``boundary=None`` in 'same' mode only the interior, which does not depend
+    on the edge rule.
     """
     pads = padding(size, mode, convention, origin)
-    n_spatial = len(size)
     if mode == "same" and boundary is None:
-        crop = tuple(slice(before, n - after)
-                     for (before, after), n in zip(pads, image.shape[:n_spatial]))
-        return image, crop
+        crop = tuple(slice(before, n - after) for (before, after), n in zip(pads, shape))
+        return tuple(np.arange(n) for n in shape), crop
     if mode == "valid":
-        return image, (slice(None),) * n_spatial
-    extra = {"constant_values": fillvalue} if pad_mode == "constant" else {}
-    extended = np.pad(image, list(pads) + [(0, 0)], mode=pad_mode, **extra)
-    return extended, (slice(None),) * n_spatial
+        return tuple(np.arange(n) for n in shape), (slice(None),) * len(shape)
+    maps = tuple(index_map(n, before, after, pad_mode)
+                 for n, (before, after) in zip(shape, pads))
+    return maps, (slice(None),) * len(shape)

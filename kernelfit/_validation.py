@@ -120,3 +120,29 @@ def check_int_tuple(value, name, length, *, minimum=None):
     if minimum is not None and any(v < minimum for v in values):
         raise ValueError(f"{name} must be at least {minimum} along every axis; got {value!r}")
     return values
+
+
+def as_numeric_array(value, name, *, min_ndim=1, chunk=1 << 22):
+    """Like as_float_array, but the array (a memmap, say) is checked without being converted.
+
+    NaN and infinities are looked for `chunk` elements at a time, so a large memmap is read
+    once and never copied whole; the caller converts the parts it uses.
+    """
+    try:
+        array = np.asarray(value)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be a numeric array-like; {exc}") from None
+    if array.dtype.kind not in "biufc":
+        raise TypeError(f"{name} must be a numeric array (bool, integer, float or complex); "
+                        f"got dtype {array.dtype}")
+    if array.ndim < min_ndim:
+        raise ValueError(f"{name} must have at least {min_ndim} dimension"
+                         f"{'s' if min_ndim > 1 else ''}; got shape {array.shape}")
+    if array.size == 0:
+        raise ValueError(f"{name} must not be empty; got shape {array.shape}")
+    if array.dtype.kind in "fc":
+        rows = max(1, chunk // max(1, array[0].size))
+        for start in range(0, array.shape[0], rows):
+            if not np.all(np.isfinite(array[start:start + rows])):
+                raise ValueError(f"{name} contains NaN or infinite values")
+    return array

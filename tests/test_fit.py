@@ -351,14 +351,23 @@ def test_saturated_8bit_samples_are_left_out():
 # --- memory --------------------------------------------------------------------------------
 
 def test_windows_are_views_until_the_used_rows_are_taken(rng):
-    from kernelfit._fit import fit_kernel as _  # noqa: F401
-    from kernelfit._problem import Pair
+    from kernelfit._problem import FitProblem, Pair
     x = rng.standard_normal((50, 40, 1))
-    pair = Pair(x, np.zeros((48, 38, 1)), np.ones((48, 38, 1), bool))
-    problem = kernelfit._problem.FitProblem([pair], (3, 3), "shared", 1, 1, False,
-                                            np.dtype(float), (3, 3), (1,), 0)
-    assert np.shares_memory(problem.windows(pair), x)
+    pair = Pair(x, (np.arange(50), np.arange(40)), 0.0, np.zeros((48, 38, 1)), None, None, 3,
+                np.dtype(float))
+    problem = FitProblem([pair], (3, 3), "shared", 1, 1, False, np.dtype(float), (3, 3), (1,), 0)
+    assert np.shares_memory(problem.windows(pair), pair.extended)
     assert problem.dense_bytes() == 48 * 38 * 9 * 8
+
+
+def test_memmap_inputs_are_read_not_converted_whole(tmp_path, rng):
+    x = rng.integers(0, 255, (64, 48)).astype(np.uint8)
+    y = kernelfit.synth.synthesize(x, kernels.gaussian(3, 1.0), dtype=np.uint8)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", y)
+    fit = fit_kernel(np.load(tmp_path / "x.npy", mmap_mode="r"),
+                     np.load(tmp_path / "y.npy", mmap_mode="r"), 3)
+    np.testing.assert_allclose(fit.kernel, fit_kernel(x, y, 3).kernel)
 
 
 def test_too_large_for_the_dense_path_is_a_clear_error():
