@@ -62,8 +62,12 @@ def fit_kernel(input, output, size, *, mode=None, boundary=None, fillvalue=0,
         The value beyond the edges for the 'fill' rule.
     convention : {'convolution', 'correlation'}, optional
         The orientation the kernel is returned in (the fit is the same either way).
-    method : {'lstsq', 'pinv', 'ridge', 'tf'}, optional
-        'lstsq': exact minimum-norm least squares by SVD. 'pinv': an explicit
+    method : {'lstsq', 'lstsq-dense', 'lstsq-stats', 'pinv', 'ridge', 'tf'}, optional
+        'lstsq': exact least squares by the cheaper exact path, chosen by the size of the
+        patch matrix: 'lstsq-dense' (the patch matrix and its SVD, minimum-norm, up to
+        64 MB) or 'lstsq-stats' (the exact normal equations from a few FFTs and border-strip
+        sums, solved by Cholesky and refined once against exact residuals; large images and
+        memmaps, tile by tile in bounded memory). 'pinv': an explicit
         pseudoinverse, discarding singular values below ``rcond * s_max``. 'ridge':
         Tikhonov regularisation with parameter `reg`. 'tf': gradient descent in
         TensorFlow (the optional extra ``kernelfit[tf]``), on a GPU when TensorFlow sees one.
@@ -368,15 +372,10 @@ def _mask(mask, shape, channel_axis, grey, i, n):
     return mask
 
 
-def _count_usable(pair, rows=1 << 20):
+def _count_usable(pair):
     """Samples the fit may use, and those left out by the mask or as saturated."""
-    step = max(1, rows // max(1, pair.output[0].size))
-    used = total = 0
-    for start in range(0, pair.n_rows, step):
-        usable = pair.usable_rows(start, start + step)
-        used += int(usable.sum())
-        total += usable.size
-    return used, total - used
+    used = int(pair.scan[0].sum())
+    return used, int(np.prod(pair.output.shape)) - used
 
 
 def _saturation_limits(saturated, y_raw):

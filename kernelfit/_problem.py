@@ -110,6 +110,21 @@ class Pair:
         return usable
 
     @functools.cached_property
+    def scan(self):
+        """Usable samples per output channel, in blocks of rows (nothing held whole).
+
+        Returns (counts per channel, whether every channel uses the same samples).
+        """
+        step = max(1, (1 << 20) // max(1, int(np.prod(self.output.shape[1:]))))
+        counts = np.zeros(self.output.shape[-1], dtype=np.int64)
+        joint = True
+        for start in range(0, self.n_rows, step):
+            usable = self.usable_rows(start, start + step)
+            counts += usable.reshape(-1, usable.shape[-1]).sum(axis=0)
+            joint = joint and bool((usable == usable[..., :1]).all())
+        return counts, joint
+
+    @functools.cached_property
     def _whole(self):
         return self.tile(0, self.n_rows)
 
@@ -189,18 +204,16 @@ class FitProblem:
 
     def _row_counts(self):
         """Rows of each system, to check memory before anything is built."""
-        usable = [p.usable for p in self.pairs]
+        counts = [p.scan[0] for p in self.pairs]
         if self.layout == "shared":
-            return [sum(int(u.sum()) for u in usable)]
-        if self.layout == "separate":
-            return [sum(int(u[..., c].sum()) for u in usable) for c in range(self.n_out)]
-        if self._joint_rows():
-            return [sum(int(u[..., 0].sum()) for u in usable)]
-        return [sum(int(u[..., j].sum()) for u in usable) for j in range(self.n_out)]
+            return [int(sum(c.sum() for c in counts))]
+        if self.layout == "separate" or not self._joint_rows():
+            return [int(sum(c[j] for c in counts)) for j in range(self.n_out)]
+        return [int(sum(c[0] for c in counts))]
 
     def _joint_rows(self):
         """True when every output channel uses the same rows (one design, several RHS)."""
-        return all((p.usable == p.usable[..., :1]).all() for p in self.pairs)
+        return all(p.scan[1] for p in self.pairs)
 
     def dense_bytes(self):
         """Bytes of the largest patch matrix the dense solvers would build."""

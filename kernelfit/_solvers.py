@@ -13,10 +13,16 @@ import scipy.optimize
 
 from ._problem import DENSE_LIMIT_BYTES
 
+# Up to this size of patch matrix, method='lstsq' solves densely by SVD (the most robust for
+# rank-deficient data); above it, from the exact normal equations (kernelfit._statistics).
+DENSE_AUTO_BYTES = 64 * 2**20
+
 # method name -> solver, or "module:function" for one imported on first use. A solver
 # takes (problem, **options) and returns an Estimate.
 SOLVERS = {
     "lstsq": "kernelfit._solvers:solve_lstsq",
+    "lstsq-dense": "kernelfit._solvers:solve_dense_lstsq",
+    "lstsq-stats": "kernelfit._statistics:solve_statistics",
     "pinv": "kernelfit._solvers:solve_pinv",
     "ridge": "kernelfit._solvers:solve_ridge",
     "tf": "kernelfit._tf:solve",
@@ -25,6 +31,8 @@ SOLVERS = {
 # The keyword options of fit_kernel that each method takes.
 METHOD_OPTIONS = {
     "lstsq": (),
+    "lstsq-dense": (),
+    "lstsq-stats": (),
     "pinv": ("rcond",),
     "ridge": ("reg",),
     "tf": ("optimizer", "learning_rate", "max_steps", "rtol", "gtol", "dtype", "seed",
@@ -63,6 +71,16 @@ class Estimate:
 
 
 def solve_lstsq(problem):
+    """Least squares by the cheaper exact path: the dense SVD for small problems, else the
+    statistics (normal equations by FFT), whose cost does not grow with the kernel's area
+    times the image's."""
+    if problem.dense_bytes() <= DENSE_AUTO_BYTES:
+        return solve_dense_lstsq(problem)
+    from ._statistics import solve_statistics
+    return solve_statistics(problem)
+
+
+def solve_dense_lstsq(problem):
     """Minimum-norm least squares, by SVD, with the usual rank tolerance ``max(n, m) eps``."""
     return _solve_dense(problem, lambda s, tol, beta, b2, n, g: _truncated(s, tol))
 
@@ -144,7 +162,7 @@ def _solve_dense(problem, filter_factors, *, explicit=False):
         raise ValueError(
             f"the dense patch matrix would take {needed / 2**30:.1f} GiB ({rows} equations x "
             f"{problem.n_coefficients} unknowns; limit {DENSE_LIMIT_BYTES / 2**30:.0f} GiB); "
-            f"fit a crop of the images, a smaller size, or fewer samples with mask=")
+            f"method='lstsq' solves it exactly from the normal equations instead")
     kernel = np.zeros(problem.kernel_shape, dtype=problem.dtype)
     stderr = np.full(problem.kernel_shape, np.nan)
     bias = np.zeros(problem.bias_shape, dtype=problem.dtype) if problem.bias else None

@@ -370,11 +370,13 @@ def test_memmap_inputs_are_read_not_converted_whole(tmp_path, rng):
     np.testing.assert_allclose(fit.kernel, fit_kernel(x, y, 3).kernel)
 
 
-def test_too_large_for_the_dense_path_is_a_clear_error():
+@pytest.mark.parametrize("method", ["lstsq-dense", "pinv"])
+def test_too_large_for_the_dense_path_is_a_clear_error(method):
     x = np.broadcast_to(np.linspace(0, 1, 4096), (4096, 4096))
     with pytest.raises(ValueError, match=r"the dense patch matrix would take 27\.9 GiB "
-                                         r"\(16662724 equations x 225 unknowns"):
-        fit_kernel(x, x, 15)
+                                         r"\(16662724 equations x 225 unknowns; limit 2 GiB\); "
+                                         r"method='lstsq' solves it exactly"):
+        fit_kernel(x, x, 15, method=method)
 
 
 # --- errors --------------------------------------------------------------------------------
@@ -409,7 +411,8 @@ Y = kernelfit.convolve(X, np.ones((3, 3)))
     ((X, np.full(Y.shape, 255, np.uint8), 3), {}, ValueError,
      r"no output samples left to fit: all 56 usable samples are masked out or saturated"),
     ((X, Y, 3), dict(method="svd"), ValueError,
-     r"method must be one of 'lstsq', 'pinv', 'ridge', 'tf'; got 'svd'"),
+     r"method must be one of 'lstsq', 'lstsq-dense', 'lstsq-stats', 'pinv', 'ridge', 'tf'; "
+     r"got 'svd'"),
     ((X, Y, 3), dict(boundary="mirror"), ValueError, r"boundary must be one of"),
     ((X, Y, 3), dict(mode="small"), ValueError, r"mode must be one of 'full', 'same', 'valid'"),
     ((X, Y, 3), dict(convention="flipped"), ValueError, r"convention must be one of"),
