@@ -15,7 +15,6 @@ Writes large_benchmark.csv and large_benchmark.md (large_benchmark_quick.* with 
 """
 
 import argparse
-import csv
 import json
 import os
 import resource
@@ -25,7 +24,11 @@ import time
 
 import numpy as np
 
-RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+try:
+    from ._common import RESULTS, write_table
+except ImportError:  # run as a script
+    from _common import RESULTS, write_table
+
 DENSE_LIMIT = 1.5 * 2**30
 
 
@@ -119,19 +122,6 @@ def run(sides, sizes, seed):
     return rows
 
 
-def write(rows, folder, stem):
-    os.makedirs(folder, exist_ok=True)
-    with open(os.path.join(folder, f"{stem}.csv"), "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    header = list(rows[0])
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(row[h]) for h in header) + " |" for row in rows]
-    with open(os.path.join(folder, f"{stem}.md"), "w") as handle:
-        handle.write("\n".join(lines) + "\n")
-
-
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "--child":
@@ -145,7 +135,7 @@ def main(argv=None):
     sides, sizes = ([256, 512], [3, 7]) if args.quick else (
         [256, 512, 1024, 2048, 4096], [3, 7, 15, 31])
     print("side | kernel | method | seconds | x fftconvolve | peak MB | max |error| / max|k|")
-    write(run(sides, sizes, args.seed), args.out,
+    write_table(run(sides, sizes, args.seed), args.out,
           "large_benchmark_quick" if args.quick else "large_benchmark")
     return 0
 

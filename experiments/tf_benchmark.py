@@ -11,8 +11,6 @@ experiments/results/ or DIR.
 """
 
 import argparse
-import csv
-import os
 import time
 
 import numpy as np
@@ -20,7 +18,11 @@ import numpy as np
 import kernelfit
 from kernelfit import data, kernels
 
-RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+try:
+    from ._common import RESULTS, write_table
+except ImportError:  # run as a script
+    from _common import RESULTS, write_table
+
 
 
 def _pair(source, side, size, seed):
@@ -64,19 +66,6 @@ def run(sides, sizes, optimizers, seed, max_steps):
     return rows
 
 
-def write(rows, folder, stem):
-    os.makedirs(folder, exist_ok=True)
-    with open(os.path.join(folder, f"{stem}.csv"), "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    header = list(rows[0])
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(row[h]) for h in header) + " |" for row in rows]
-    with open(os.path.join(folder, f"{stem}.md"), "w") as handle:
-        handle.write("\n".join(lines) + "\n")
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small sizes, for CI (< 1 min)")
@@ -90,7 +79,7 @@ def main(argv=None):
     print("image | side | kernel | condition | optimizer | steps | stopped | tf s | lstsq s | "
           "error vs lstsq | device")
     rows = run(sides, sizes, args.optimizers, args.seed, args.max_steps)
-    write(rows, args.out, "tf_benchmark_quick" if args.quick else "tf_benchmark")
+    write_table(rows, args.out, "tf_benchmark_quick" if args.quick else "tf_benchmark")
     return 0
 
 

@@ -13,7 +13,7 @@ import warnings
 import numpy as np
 
 from . import __version__, kernels
-from ._io import FileError, check_output_path, read_array, read_image, read_kernel
+from ._io import FileError, check_output_path, read_image, read_kernel
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 

@@ -70,6 +70,45 @@ class Estimate:
     device: object = None
 
 
+class EstimateBuilder:
+    """Collects each system's solution into the problem's kernel and bias, with the totals.
+
+    Every path (dense, statistics, TensorFlow) solves independent systems; this puts their
+    coefficients where `coef_index` and `bias_index` say and sums their diagnostics alike.
+    """
+
+    def __init__(self, problem):
+        self.kernel = np.zeros(problem.kernel_shape, dtype=problem.dtype)
+        self.stderr = np.full(problem.kernel_shape, np.nan)
+        self.bias = np.zeros(problem.bias_shape, dtype=problem.dtype) if problem.bias else None
+        self.bias_stderr = np.full(problem.bias_shape, np.nan) if problem.bias else None
+        self.totals = dict(ss_res=0.0, ss_tot=0.0, n_equations=0, n_unknowns=0, rank=0)
+        self.s_max, self.s_min = 0.0, np.inf
+
+    def add(self, coef_index, coefficients, coef_stderr, bias_index=None, bias=None,
+            bias_stderr=None, *, ss_res, ss_tot, n_equations, n_unknowns, rank, singular,
+            full_rank):
+        """One system: its coefficients (and bias) with their standard errors and sums."""
+        self.kernel.flat[coef_index] = coefficients
+        self.stderr.flat[coef_index] = coef_stderr
+        if self.bias is not None and bias_index is not None:
+            self.bias.flat[bias_index] = bias
+            self.bias_stderr.flat[bias_index] = bias_stderr
+        for name, value in (("ss_res", ss_res), ("ss_tot", ss_tot),
+                            ("n_equations", n_equations), ("n_unknowns", n_unknowns),
+                            ("rank", rank)):
+            self.totals[name] += value
+        if np.size(singular):
+            self.s_max = max(self.s_max, float(singular[0]))
+            self.s_min = min(self.s_min, float(singular[-1]) if full_rank else 0.0)
+
+    def estimate(self):
+        condition = self.s_max / self.s_min if self.s_min > 0 else np.inf
+        return Estimate(kernel=self.kernel, bias=self.bias, stderr=self.stderr,
+                        bias_stderr=self.bias_stderr, condition_number=condition,
+                        **self.totals)
+
+
 def solve_lstsq(problem):
     """Least squares by the cheaper exact path: the dense SVD for small problems, else the
     statistics (normal equations by FFT), whose cost does not grow with the kernel's area
@@ -163,17 +202,12 @@ def _solve_dense(problem, filter_factors, *, explicit=False):
             f"the dense patch matrix would take {needed / 2**30:.1f} GiB ({rows} equations x "
             f"{problem.n_coefficients} unknowns; limit {DENSE_LIMIT_BYTES / 2**30:.0f} GiB); "
             f"method='lstsq' solves it exactly from the normal equations instead")
-    kernel = np.zeros(problem.kernel_shape, dtype=problem.dtype)
-    stderr = np.full(problem.kernel_shape, np.nan)
-    bias = np.zeros(problem.bias_shape, dtype=problem.dtype) if problem.bias else None
-    bias_stderr = np.full(problem.bias_shape, np.nan) if problem.bias else None
-    totals = dict(ss_res=0.0, ss_tot=0.0, n_equations=0, n_unknowns=0, rank=0)
-    s_max, s_min = 0.0, np.inf
+    builder = EstimateBuilder(problem)
     for system in problem.systems():
         A, B = system.A.astype(problem.dtype, copy=False), system.B
         n, m = A.shape
         r = B.shape[1]
-        totals["ss_tot"] += float(np.sum(np.abs(B - B.mean(axis=0)) ** 2)) if n else 0.0
+        ss_tot = float(np.sum(np.abs(B - B.mean(axis=0)) ** 2)) if n else 0.0
         groups = system.groups
         n_groups = system.bias_index.shape[0] if groups is not None else 0
         if groups is not None:
@@ -211,32 +245,23 @@ def _solve_dense(problem, filter_factors, *, explicit=False):
         variance = (np.abs(Vh.conj().T) ** 2) @ (np.abs(f) ** 2)
         coef_stderr = np.sqrt(np.outer(variance, sigma2))
         coef_stderr[~in_row_space] = np.nan
-        kernel.flat[system.coef_index] = X
-        stderr.flat[system.coef_index] = coef_stderr
-        bias_rank = 0
+        b, b_stderr, bias_rank = None, None, 0
         if groups is not None:
             projected = Vh.conj() @ mean_A.T  # (k, G): each group mean in the V basis
             captured = np.sum(np.abs(projected[:rank]) ** 2, axis=0)
             estimable = (captured >= (1 - 1e-6) * np.sum(np.abs(mean_A) ** 2, axis=1)) & (
                 counts > 0)
-            b = mean_B - mean_A @ X
+            b = np.where(counts[:, None] > 0, mean_B - mean_A @ X, np.nan)
             b_var = (1.0 / np.maximum(counts, 1))[:, None] + (
                 np.abs(projected.T) ** 2 @ (np.abs(f) ** 2))[:, None]
             b_stderr = np.sqrt(b_var * sigma2[None, :])
             b_stderr[~estimable] = np.nan
-            bias.flat[system.bias_index] = np.where(counts[:, None] > 0, b, np.nan)
-            bias_stderr.flat[system.bias_index] = b_stderr
             bias_rank = int(np.count_nonzero(estimable))
-        totals["ss_res"] += float(ss_res.sum())
-        totals["n_equations"] += n * r
-        totals["n_unknowns"] += (m + n_groups) * r
-        totals["rank"] += (rank + bias_rank) * r
-        if s.size:
-            s_max = max(s_max, float(s[0]))
-            s_min = min(s_min, float(s[-1]) if s.size == m and rank == m else 0.0)
-    condition = s_max / s_min if s_min > 0 else np.inf
-    return Estimate(kernel=kernel, bias=bias, stderr=stderr, bias_stderr=bias_stderr,
-                    condition_number=condition, **totals)
+        builder.add(system.coef_index, X, coef_stderr, system.bias_index, b, b_stderr,
+                    ss_res=float(ss_res.sum()), ss_tot=ss_tot, n_equations=n * r,
+                    n_unknowns=(m + n_groups) * r, rank=(rank + bias_rank) * r, singular=s,
+                    full_rank=s.size == m and rank == m)
+    return builder.estimate()
 
 
 def gram_diagnostics(gram, n_kernel, n_rows, ss_res):

@@ -13,7 +13,7 @@ import scipy.fft
 import scipy.linalg
 import scipy.signal
 
-from ._solvers import Estimate, gram_diagnostics
+from ._solvers import EstimateBuilder, gram_diagnostics
 
 # Output samples per tile (times channels): bounds the memory of the FFTs and strip sums.
 # When all the data fit in one tile's budget, the tiles and their spectra are kept for the
@@ -222,8 +222,12 @@ class _Normal:
 
 
 def _systems(problem):
-    """The systems as the dense path forms them: (input channels, output columns, rows key)."""
-    layout, n_in, n_out = problem.layout, problem.n_in, problem.n_out
+    """The systems as the dense path forms them: the layout, and one key per system.
+
+    The key is None (one shared kernel), an output channel, or 'joint' (one design for
+    every output channel, when they all use the same samples).
+    """
+    layout, n_out = problem.layout, problem.n_out
     if layout == "shared":
         return "shared", [None]
     if layout == "separate":
@@ -411,18 +415,11 @@ def _residual_statistics(problem, kind, keys, normals, solutions, tiles):
 
 def _estimate(problem, kind, keys, normals, refined):
     k = int(np.prod(problem.size))
-    kernel = np.zeros(problem.kernel_shape, dtype=problem.dtype)
-    stderr = np.full(problem.kernel_shape, np.nan)
-    bias = np.zeros(problem.bias_shape, dtype=problem.dtype) if problem.bias else None
-    bias_stderr = np.full(problem.bias_shape, np.nan) if problem.bias else None
-    totals = dict(ss_res=0.0, ss_tot=0.0, n_equations=0, n_unknowns=0, rank=0)
-    s_max, s_min = 0.0, np.inf
     n_out = problem.n_out
+    builder = EstimateBuilder(problem)
     for key, normal, (x, b, ss_res) in zip(keys, normals, refined):
-        r = x.shape[1]
         if kind == "shared":
-            coef = np.arange(k)[:, None]
-            bias_index = np.arange(problem.n_in)[:, None]
+            coef, bias_index = np.arange(k)[:, None], np.arange(problem.n_in)[:, None]
         elif kind == "separate":
             coef, bias_index = (np.arange(k) * n_out + key)[:, None], np.array([[key]])
         elif key == "joint":
@@ -430,23 +427,14 @@ def _estimate(problem, kind, keys, normals, refined):
             bias_index = np.arange(n_out)[None, :]
         else:
             coef, bias_index = (np.arange(normal.m) * n_out + key)[:, None], np.array([[key]])
-        kernel.flat[coef] = x
-        for j in range(r):
+        # The total sum of squares about each column's mean, from the statistics.
+        ss_tot = normal.yy - np.abs(normal.sy) ** 2 / normal.n_rows
+        for j in range(x.shape[1]):
             rank, bias_rank, singular, coef_se, bias_se = gram_diagnostics(
                 normal.gram, normal.m, normal.n_rows, float(ss_res[j]))
-            stderr.flat[coef[:, j]] = coef_se
-            if problem.bias:
-                bias.flat[bias_index[:, j]] = b[:, j]
-                bias_stderr.flat[bias_index[:, j]] = bias_se
-            totals["rank"] += rank + bias_rank
-            if singular.size:
-                s_max = max(s_max, float(singular[0]))
-                s_min = min(s_min, float(singular[-1]) if rank == normal.m else 0.0)
-        # The total sum of squares about each column's mean, from the statistics.
-        totals["ss_tot"] += float(np.sum(normal.yy - np.abs(normal.sy) ** 2 / normal.n_rows))
-        totals["ss_res"] += float(np.sum(ss_res))
-        totals["n_equations"] += normal.n_rows * r
-        totals["n_unknowns"] += (normal.m + normal.groups) * r
-    return Estimate(kernel=kernel, bias=bias, stderr=stderr, bias_stderr=bias_stderr,
-                    condition_number=s_max / s_min if s_min > 0 else np.inf, **totals)
-
+            builder.add(coef[:, j], x[:, j], coef_se, bias_index[:, j],
+                        b[:, j] if problem.bias else None, bias_se,
+                        ss_res=float(ss_res[j]), ss_tot=float(ss_tot[j]),
+                        n_equations=normal.n_rows, n_unknowns=normal.m + normal.groups,
+                        rank=rank + bias_rank, singular=singular, full_rank=rank == normal.m)
+    return builder.estimate()

@@ -12,7 +12,7 @@ import tempfile
 
 import numpy as np
 
-from ._solvers import Estimate, gram_diagnostics
+from ._solvers import EstimateBuilder, gram_diagnostics
 
 OPTIMIZERS = ("cg", "adam", "sgd", "momentum")
 # TensorFlow's routine C++ log lines at start-up: information and warnings, and the CUDA
@@ -241,31 +241,19 @@ class _Model:
         bias = self._complex([v.numpy() for v in self.variables[n:]]) if problem.bias else None
         gram = self._gram()
         n_kernel = problem.n_coefficients
-        stderr = np.full(problem.kernel_shape, np.nan)
-        bias_stderr = np.full(problem.bias_shape, np.nan) if problem.bias else None
-        totals = dict(ss_res=0.0, ss_tot=0.0, n_equations=0, n_unknowns=0, rank=0)
-        s_max, s_min = 0.0, np.inf
+        builder = EstimateBuilder(problem)
         for (coef, bias_index), (target, predicted) in zip(self._systems(), self._residuals()):
             index = np.concatenate([coef, n_kernel + bias_index]) if problem.bias else coef
+            ss_res = float(np.sum(np.abs(target - predicted) ** 2))
             rank, bias_rank, singular, coef_se, bias_se = gram_diagnostics(
-                gram[np.ix_(index, index)], coef.size, target.size,
-                float(np.sum(np.abs(target - predicted) ** 2)))
-            stderr.flat[coef] = coef_se
-            if problem.bias:
-                bias_stderr.flat[bias_index] = bias_se
-            totals["ss_res"] += float(np.sum(np.abs(target - predicted) ** 2))
-            totals["ss_tot"] += float(np.sum(np.abs(target - target.mean()) ** 2))
-            totals["n_equations"] += target.size
-            totals["n_unknowns"] += index.size
-            totals["rank"] += rank + bias_rank
-            if singular.size:
-                s_max = max(s_max, float(singular[0]))
-                s_min = min(s_min, float(singular[-1]) if rank == coef.size else 0.0)
+                gram[np.ix_(index, index)], coef.size, target.size, ss_res)
+            builder.add(coef, self.kernel().flat[coef].astype(problem.dtype), coef_se,
+                        bias_index, None if bias is None else bias.flat[bias_index], bias_se,
+                        ss_res=ss_res, ss_tot=float(np.sum(np.abs(target - target.mean()) ** 2)),
+                        n_equations=target.size, n_unknowns=index.size, rank=rank + bias_rank,
+                        singular=singular, full_rank=rank == coef.size)
         # The result has the data's dtype, whatever precision the optimisation used.
-        kernel = self.kernel().astype(problem.dtype)
-        bias = None if bias is None else bias.astype(problem.dtype)
-        return Estimate(kernel=kernel, bias=bias, stderr=stderr, bias_stderr=bias_stderr,
-                        condition_number=s_max / s_min if s_min > 0 else np.inf, **totals)
+        return builder.estimate()
 
     def _systems(self):
         """Unknowns of each independent system: (kernel flat indices, bias flat indices).
