@@ -11,16 +11,19 @@ __version__ = "0.1.0"
 from . import data, kernels, synth
 from ._convolve import convolve, correlate
 from ._fit import fit_kernel
+from ._identify import Identification, identify
 from ._result import IdentifiabilityWarning, KernelFit
 
 __all__ = [
     "IdentifiabilityWarning",
+    "Identification",
     "KernelFit",
     "__version__",
     "convolve",
     "correlate",
     "data",
     "fit_kernel",
+    "identify",
     "kernels",
     "synth",
 ]
