@@ -10,6 +10,7 @@ __version__ = "0.1.0"
 
 from . import data, kernels, synth
 from ._convolve import convolve, correlate
+from ._auto import ModelWarning
 from ._fit import fit_kernel
 from ._identify import Identification, identify
 from ._result import IdentifiabilityWarning, KernelFit
@@ -18,6 +19,7 @@ __all__ = [
     "IdentifiabilityWarning",
     "Identification",
     "KernelFit",
+    "ModelWarning",
     "__version__",
     "convolve",
     "correlate",

@@ -3,9 +3,13 @@
 The arguments are checked here once; solvers (kernelfit._solvers) receive a FitProblem.
 """
 
+import dataclasses
+import numbers
 import warnings
 
 import numpy as np
+
+from . import _auto
 
 from ._convolve import check_origin
 from ._problem import FitProblem, Pair, expected_shape, extend, infer_mode
@@ -21,6 +25,7 @@ from ._validation import (
     check_int_tuple,
     check_scalar,
     float_dtype,
+    saturation_limits,
 )
 
 __all__ = ["fit_kernel"]
@@ -31,9 +36,9 @@ CHANNELS = ("shared", "separate", "full")
 def fit_kernel(input, output, size, *, mode=None, boundary=None, fillvalue=0,
                convention="convolution", method="lstsq", bias=False, channel_axis=None,
                channels="shared", mask=None, saturated="auto", reg=None, rcond=None,
-               origin=0, optimizer=None, learning_rate=None, max_steps=None, rtol=None,
-               gtol=None, dtype=None, seed=None, batch_size=None, verbose=None,
-               callback=None):
+               origin=0, max_size=15, checks=True, optimizer=None, learning_rate=None,
+               max_steps=None, rtol=None, gtol=None, dtype=None, seed=None, batch_size=None,
+               verbose=None, callback=None):
     r"""Recover the kernel of a linear filter from its input and output.
 
     Every output sample is a linear function of a window of the input, so the kernel is
@@ -174,6 +179,49 @@ def fit_kernel(input, output, size, *, mode=None, boundary=None, fillvalue=0,
     >>> fit.identifiable, fit.n_equations
     (True, 144)
     """
+    options = dict(mode=mode, fillvalue=fillvalue, convention=convention, method=method,
+                   bias=bias, channel_axis=channel_axis, channels=channels, mask=mask,
+                   saturated=saturated, reg=reg, rcond=rcond, optimizer=optimizer,
+                   learning_rate=learning_rate, max_steps=max_steps, rtol=rtol, gtol=gtol,
+                   dtype=dtype, seed=seed, batch_size=batch_size, verbose=verbose,
+                   callback=callback)
+    searching = isinstance(size, str) or isinstance(origin, str)
+    if isinstance(size, str) and size != "auto":
+        raise ValueError(f"size must be an integer, a sequence of integers, or 'auto'; got "
+                         f"{size!r}")
+    if isinstance(origin, str) and origin != "auto":
+        raise ValueError(f"origin must be an integer, a sequence of integers, or 'auto'; got "
+                         f"{origin!r}")
+    if isinstance(max_size, bool) or not isinstance(max_size, numbers.Integral) \
+            or max_size < 1:
+        raise ValueError(f"max_size must be a positive integer; got {max_size!r}")
+    if not isinstance(checks, (bool, np.bool_)):
+        raise TypeError(f"checks must be True or False; got {checks!r}")
+    if boundary is not None and boundary != "auto":
+        check_boundary(boundary)
+    size_scores = boundary_scores = None
+    if searching:
+        size, origin, size_scores = _auto.locate(
+            _fit_once, input, output, options, size=size, origin=origin, max_size=max_size,
+            channel_axis=channel_axis)
+    if boundary == "auto":
+        fit, boundary_scores = _auto.choose_boundary(
+            _fit_once, input, output, options, size=size, origin=origin,
+            channel_axis=channel_axis)
+    else:
+        fit = _fit_once(input, output, size, boundary=boundary, origin=origin, **options)
+    if checks:
+        _auto.check_model(_fit_once, fit, input, output, options)
+    if size_scores is not None or boundary_scores is not None:
+        fit = dataclasses.replace(fit, size_scores=size_scores, boundary_scores=boundary_scores)
+    return fit
+
+
+def _fit_once(input, output, size, *, mode, boundary, fillvalue, convention, method, bias,
+              channel_axis, channels, mask, saturated, reg, rcond, origin, optimizer,
+              learning_rate, max_steps, rtol, gtol, dtype, seed, batch_size, verbose,
+              callback):
+    """fit_kernel for a given size, origin and edge rule (or none): validate, set up, solve."""
     check_choice(method, "method", tuple(SOLVERS))
     check_choice(convention, "convention", CONVENTIONS)
     if mode is not None:
@@ -224,7 +272,7 @@ def fit_kernel(input, output, size, *, mode=None, boundary=None, fillvalue=0,
             raise ValueError(f"the pairs' shapes imply different modes {sorted(modes)}; pass "
                              f"mode= or give every pair the same geometry")
         m = _mask(m, y.shape, channel_axis, grey, i, len(inputs))
-        limits = _saturation_limits(saturated, y)
+        limits = saturation_limits(saturated, y)
         if pair_mode == "full" and boundary is None:
             rule, rule_pad = "fill", "constant"
         else:
@@ -378,30 +426,6 @@ def _count_usable(pair):
     return used, int(np.prod(pair.output.shape)) - used
 
 
-def _saturation_limits(saturated, y_raw):
-    """(low, high) beyond which output samples count as clipped, or None."""
-    if isinstance(saturated, str):
-        check_choice(saturated, "saturated", ("auto",))
-        if y_raw.dtype.kind in "iu":
-            info = np.iinfo(y_raw.dtype)
-            return info.min, info.max
-        return None
-    if isinstance(saturated, (bool, np.bool_)):
-        return (y_raw.min(), y_raw.max()) if saturated else None
-    try:
-        low, high = saturated
-    except (TypeError, ValueError):
-        raise ValueError(f"saturated must be 'auto', True, False or a (low, high) pair; got "
-                         f"{saturated!r}") from None
-    low = check_scalar(low, "saturated low", complex_ok=False)
-    high = check_scalar(high, "saturated high", complex_ok=False)
-    if not low < high:
-        raise ValueError(f"saturated limits must satisfy low < high; got {saturated!r}")
-    if np.iscomplexobj(y_raw):
-        raise ValueError("saturated limits need a real output; got complex data")
-    return low, high
-
-
 def _layout(channel_axis, channels, grey_output, n_in, n_out):
     if channel_axis is None:
         return "shared"
@@ -449,6 +473,6 @@ def _result(estimate, problem, *, method, mode, boundary, convention, fillvalue,
             f"the data determine only {fit.rank} independent combinations of the "
             f"{fit.n_unknowns} unknowns ({fit.n_equations} equations): the kernel is not "
             f"identifiable and the minimum-norm solution is returned. {advice.capitalize()}"
-            f" or a smaller size would help.", IdentifiabilityWarning, stacklevel=3)
+            f" or a smaller size would help.", IdentifiabilityWarning, stacklevel=4)
     return fit
 

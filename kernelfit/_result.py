@@ -76,6 +76,12 @@ class KernelFit:
         ``method='tf'``: why the optimisation stopped.
     device : str or None
         ``method='tf'``: the TensorFlow device that ran it, e.g. '/device:GPU:0'.
+    size_scores : dict or None
+        ``size='auto'`` or ``origin='auto'``: the BIC of each candidate support, keyed by
+        ``(size, origin)`` (lower is better; all scored on the same samples).
+    boundary_scores : dict or None
+        ``boundary='auto'``: the RMS residual of the border samples under each edge rule
+        ('unchanged': the output's border equals the input's).
     """
 
     kernel: np.ndarray
@@ -103,12 +109,19 @@ class KernelFit:
     n_steps: object = None
     stop_reason: object = None
     device: object = None
+    size_scores: object = None
+    boundary_scores: object = None
 
     def __post_init__(self):
         for name in ("kernel", "stderr", "bias", "bias_stderr", "reg", "loss_history"):
             value = getattr(self, name)
             if isinstance(value, np.ndarray):
                 value.flags.writeable = False
+
+    @property
+    def negligible(self):
+        """Coefficients indistinguishable from zero: within 3 standard errors of it."""
+        return np.abs(self.kernel) <= 3 * np.where(np.isfinite(self.stderr), self.stderr, 0)
 
     @property
     def identifiable(self):
@@ -202,6 +215,14 @@ class KernelFit:
                      f"condition number {self.condition_number:.3g}"
                      + (f", ridge reg {np.array2string(np.asarray(self.reg), precision=3)}"
                         if self.reg is not None else ""))
+        if self.size_scores:
+            best = min(self.size_scores, key=self.size_scores.get)
+            lines.append(f"  size found: {'x'.join(map(str, best[0]))} at origin {best[1]} "
+                         f"(BIC, {len(self.size_scores)} candidates)")
+        if self.boundary_scores:
+            ranked = sorted(self.boundary_scores.items(), key=lambda item: item[1])
+            lines.append("  border residual by edge rule: " + ", ".join(
+                f"{rule} {value:.3g}" for rule, value in ranked))
         if self.n_steps is not None:
             lines.append(f"  optimisation: {self.n_steps} steps, {self.stop_reason}, final loss "
                          f"{self.loss_history[-1]:.4g}, on {self.device}")

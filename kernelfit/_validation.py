@@ -146,3 +146,27 @@ def as_numeric_array(value, name, *, min_ndim=1, chunk=1 << 22):
             if not np.all(np.isfinite(array[start:start + rows])):
                 raise ValueError(f"{name} contains NaN or infinite values")
     return array
+
+
+def saturation_limits(saturated, y_raw):
+    """(low, high) beyond which output samples count as clipped, or None."""
+    if isinstance(saturated, str):
+        check_choice(saturated, "saturated", ("auto",))
+        if y_raw.dtype.kind in "iu":
+            info = np.iinfo(y_raw.dtype)
+            return info.min, info.max
+        return None
+    if isinstance(saturated, (bool, np.bool_)):
+        return (y_raw.min(), y_raw.max()) if saturated else None
+    try:
+        low, high = saturated
+    except (TypeError, ValueError):
+        raise ValueError(f"saturated must be 'auto', True, False or a (low, high) pair; got "
+                         f"{saturated!r}") from None
+    low = check_scalar(low, "saturated low", complex_ok=False)
+    high = check_scalar(high, "saturated high", complex_ok=False)
+    if not low < high:
+        raise ValueError(f"saturated limits must satisfy low < high; got {saturated!r}")
+    if np.iscomplexobj(y_raw):
+        raise ValueError("saturated limits need a real output; got complex data")
+    return low, high
