@@ -95,7 +95,8 @@ def locate(fit_kernel, input, output, options, *, size, origin, max_size, channe
         big = fit_kernel(input, output, bound, origin=0, **base)
     magnitude = np.abs(big.kernel)
     stderr = np.where(np.isfinite(big.stderr), big.stderr, np.inf)
-    significant = magnitude > 5 * stderr
+    # 5 stderr, and a floor for exact fits (integer kernels on 8-bit data fit to 1e-14)
+    significant = (magnitude > 5 * stderr) & (magnitude > 1e-6 * magnitude.max())
     while significant.ndim > len(bound):  # a coefficient matters if it does in any channel
         significant = significant.any(axis=-1)
     boxes = _candidate_boxes(significant, centre, bound, size, origin, convention)
@@ -151,7 +152,8 @@ def _candidate_boxes(significant, centre, bound, size, origin, convention):
 def _bic(fit):
     """Bayesian information criterion of a least-squares fit: n ln(RSS / n) + p ln n."""
     n = fit.n_equations
-    rss = max(fit.residual_rms ** 2 * n, np.finfo(float).tiny * n)
+    # an exact fit leaves only rounding, the same for every candidate that contains it
+    rss = max(fit.residual_rms ** 2 * n, 1e-24 * n)
     return float(n * np.log(rss / n) + fit.n_unknowns * np.log(n))
 
 
@@ -211,12 +213,43 @@ def choose_boundary(fit_kernel, input, output, options, *, size, origin, channel
             f"kernel is fitted from the interior only (boundary=None)", ModelWarning,
             stacklevel=3)
         return interior, scores
-    if best == "unchanged":  # the filter leaves the border as it was (Pillow's Kernel)
-        return interior, scores
+    if best == "unchanged":
+        # The filter left a frame as it was (Pillow's Kernel filters do, as wide as their
+        # nominal kernel): fit without it, however small the kernel found inside it.
+        frames = [_unchanged_frame(np.asarray(x), np.asarray(y), channel_axis)
+                  for x, y in zip(inputs, outputs)]
+        framed = [_with_spatial_mask(m, frame, y, channel_axis)
+                  for m, frame, y in zip(masks, frames, outputs)]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", IdentifiabilityWarning)
+            refit = fit_kernel(input, output, size, boundary=None, origin=origin,
+                               **dict(base, mask=_pack(framed, several)))
+        return refit, scores
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", IdentifiabilityWarning)
         refit = fit_kernel(input, output, size, boundary=best, origin=origin, **base)
     return refit, scores
+
+
+def _unchanged_frame(x, y, channel_axis):
+    """False on the rows and columns at each edge where the output equals the input."""
+    if channel_axis is not None:
+        x, y = np.moveaxis(x, channel_axis, -1), np.moveaxis(y, channel_axis, -1)
+    spatial = x.shape if channel_axis is None else x.shape[:-1]
+    keep = np.ones(spatial, dtype=bool)
+    for axis, n in enumerate(spatial):
+        for ends in (range(n), range(n - 1, -1, -1)):
+            width = 0
+            for i in ends:
+                if not np.array_equal(np.take(x, i, axis=axis), np.take(y, i, axis=axis)):
+                    break
+                width += 1
+            if width >= n:
+                break
+            index = [slice(None)] * len(spatial)
+            index[axis] = (slice(0, width) if ends.start == 0 else slice(n - width, n))
+            keep[tuple(index)] = False
+    return keep
 
 
 def _usable(y, mask, options):
@@ -334,32 +367,37 @@ def _check_linearity(band_fits, bands, options):
     if np.sqrt(np.mean(np.abs(r) ** 2)) <= 1e-9 * np.sqrt(np.mean(np.abs(p) ** 2)):
         return  # an exact fit: what is left is floating-point rounding
     offset = r.mean()
-    if fit.bias is None and abs(offset) > 5 * r.std() / np.sqrt(r.size) \
-            and abs(offset) > 0.01 * np.sqrt(np.mean(np.abs(p) ** 2)):
+    missing_offset = fit.bias is None and abs(offset) > 5 * r.std() / np.sqrt(r.size) \
+        and abs(offset) > 0.01 * np.sqrt(np.mean(np.abs(p) ** 2))
+    curved = False
+    if not (np.iscomplexobj(p) or np.iscomplexobj(r)):  # tone curves act on real levels
+        # What a quadratic and a cubic in the predicted level explain beyond a constant and
+        # a straight line (a partial F-test, ~ chi-square with 2 dof when the filter is linear)
+        z = (p - p.mean()) / p.std()
+        straight = np.stack([np.ones_like(z), z], axis=1)
+        curve = np.concatenate([straight, np.stack([z ** 2, z ** 3], axis=1)], axis=1)
+        rss_straight = _rss(straight, r)
+        fraction = (rss_straight - _rss(curve, r)) / rss_straight if rss_straight > 0 else 0.0
+        curved = fraction > 0.02 and scipy.stats.chi2.sf(fraction * p.size, 2) < 1e-6
+    if curved:
+        warnings.warn(
+            f"the residual depends on the output level: a curve in the predicted value "
+            f"explains {fraction:.0%} of it, so the filter is not linear in the input (gamma "
+            f"or sRGB processing, a tone curve, clipping, or rounding between passes). "
+            f"Linearise both images first (for sRGB, undo its transfer curve), or fit a "
+            f"narrower range of levels with mask="
+            + (f"; it also adds an offset ({offset:.3g}): bias=True." if missing_offset
+               else "."), ModelWarning, stacklevel=4)
+    elif missing_offset:
         warnings.warn(
             f"the residual has a mean of {offset:.3g}: the filter adds an offset the model "
             f"lacks (as Pillow's EMBOSS adds 128). Fit it with bias=True.", ModelWarning,
             stacklevel=4)
-        return
-    if np.iscomplexobj(p) or np.iscomplexobj(r):
-        return  # tone curves act on real levels
-    # Does a quadratic and cubic in the predicted level explain the residual?
-    z = (p - p.mean()) / p.std()
-    design = np.stack([z ** 2 - 1, z ** 3 - 3 * z], axis=1)
-    coefficients, *_ = np.linalg.lstsq(design, r - r.mean(), rcond=None)
-    explained = float(np.sum((design @ coefficients) ** 2))
-    total = float(np.sum((r - r.mean()) ** 2))
-    if total <= 0:
-        return
-    fraction = explained / total
-    statistic = fraction * p.size  # ~ chi-square with 2 degrees of freedom when linear
-    if fraction > 0.02 and scipy.stats.chi2.sf(statistic, 2) < 1e-6:
-        warnings.warn(
-            f"the residual depends on the output level: a curve in the predicted value "
-            f"explains {fraction:.0%} of it, so the filter is not linear in the input (gamma "
-            f"or sRGB processing, a tone curve, or clipping). Linearise both images first "
-            f"(for sRGB, undo its transfer curve), or fit a narrower range of levels with "
-            f"mask=.", ModelWarning, stacklevel=4)
+
+
+def _rss(design, values):
+    coefficients, *_ = np.linalg.lstsq(design, values, rcond=None)
+    return float(np.sum((values - design @ coefficients) ** 2))
 
 
 def _check_shift_invariance(fit, halves):

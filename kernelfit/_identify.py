@@ -147,12 +147,13 @@ def identify(fit_or_kernel, *, tolerance=None, convention=None):
         if fit.kernel.ndim != len(fit.size):
             raise ValueError(f"identify takes one spatial kernel; this fit's kernel has shape "
                              f"{fit.kernel.shape} (channels): pass fit.kernel[..., c] instead")
-        kernel = np.real_if_close(np.asarray(fit.kernel))
         if convention is not None:
             check_choice(convention, "convention", CONVENTIONS)
         convention = fit.convention
+        kernel, stderr = _centred(np.real_if_close(np.asarray(fit.kernel)),
+                                  np.asarray(fit.stderr), fit.origin, convention)
         floor = 1e-9 * np.abs(kernel).max() + (tolerance or 0.0)
-        sigma = np.sqrt(np.where(np.isfinite(fit.stderr), fit.stderr, np.inf) ** 2 + floor ** 2)
+        sigma = np.sqrt(np.where(np.isfinite(stderr), stderr, np.inf) ** 2 + floor ** 2)
         by_chi2 = True
     else:
         kernel = np.real_if_close(as_float_array(fit_or_kernel, "kernel"))
@@ -193,6 +194,25 @@ def identify(fit_or_kernel, *, tolerance=None, convention=None):
         rational=_rational(kernel, sigma), negligible=negligible)
 
 
+def _centred(kernel, stderr, origin, convention):
+    """The same filter on an odd grid with its anchor in the middle (origin 0).
+
+    A fit may place a small kernel off-centre with an origin (Pillow's EMBOSS is 2x2 at
+    origin (1, 0)); the families describe kernels about their centre. The added
+    coefficients are exact zeros, with no uncertainty.
+    """
+    if not any(origin) and all(k % 2 for k in kernel.shape):
+        return kernel, stderr
+    anchors = [(k - 1) // 2 + o if convention == "convolution" else k // 2 + o
+               for k, o in zip(kernel.shape, origin)]
+    halves = [max(a, k - 1 - a) for a, k in zip(anchors, kernel.shape)]
+    index = tuple(slice(h - a, h - a + k) for h, a, k in zip(halves, anchors, kernel.shape))
+    centred = np.zeros(tuple(2 * h + 1 for h in halves), dtype=kernel.dtype)
+    centred_stderr = np.zeros(centred.shape)
+    centred[index], centred_stderr[index] = kernel, stderr
+    return centred, centred_stderr
+
+
 def _judge(kernel, sigma, by_chi2, name, description, parameters, model, n_parameters):
     deviation = np.abs(kernel - model)
     if by_chi2:
@@ -213,10 +233,20 @@ def _anchor(shape, convention):
     return tuple(k // 2 if convention == "correlation" else (k - 1) // 2 for k in shape)
 
 
-def _embed(small, shape, convention):
-    """Place an odd, centred model inside a kernel of `shape` at its anchor (None if too big)."""
-    if any(s > k for s, k in zip(small.shape, shape)):
-        return None
+def _embed(small, shape, convention, crop=1e-3):
+    """Place an odd, centred model inside a kernel of `shape` at its anchor.
+
+    A model larger than the kernel is cropped around its centre when what is cut off
+    carries less than `crop` of its total weight (a Gaussian's far tails); else None.
+    """
+    excess = [max(s - k, 0) for s, k in zip(small.shape, shape)]
+    if any(excess):
+        if any(e % 2 for e in excess):
+            return None
+        cropped = small[tuple(slice(e // 2, s - e // 2) for e, s in zip(excess, small.shape))]
+        if np.abs(small).sum() - np.abs(cropped).sum() > crop * np.abs(small).sum():
+            return None
+        small = cropped
     out = np.zeros(shape)
     anchor = _anchor(shape, convention)
     index = tuple(slice(a - s // 2, a - s // 2 + s) for a, s in zip(anchor, small.shape))
@@ -534,9 +564,11 @@ def _sharpen(kernel, zero, convention):
         return (1 + amount) * identity - amount * _gaussian_model(kernel.shape,
                                                                   [sigma] * ndim, convention)
 
+    # sigma stays below the kernel's half-width: a wider Gaussian is flat over the kernel,
+    # and the 8-neighbour sharpen above already describes that
     result = scipy.optimize.least_squares(
         lambda p: (kernel - model_of(*p)).ravel(), [0.5, 1.0],
-        bounds=([0.0, 0.1], [np.inf, np.inf]))
+        bounds=([0.0, 0.1], [np.inf, max(kernel.shape) / 2]))
     amount, sigma = result.x
     yield ("unsharp_mask", f"unsharp mask, amount {_number(amount)}, sigma {_number(sigma)}",
            {"amount": float(amount), "sigma": float(sigma)}, model_of(amount, sigma), 2)
@@ -570,15 +602,17 @@ def _rational(kernel, sigma, max_denominator=4096):
     """Integers over the smallest common denominator that fit within 3 stderr, if any.
 
     A denominator counts only while 3 stderr times it stays below 0.05: each coefficient
-    then lands near an integer by chance one time in ten, so several of them together
-    are evidence, not coincidence.
+    then lands near an integer by chance about one time in six, so several of them
+    together are evidence, not coincidence.
     """
-    resolution = 3 * float(np.max(sigma)) if np.isfinite(sigma).all() else np.inf
+    largest = float(np.max(sigma)) if np.isfinite(sigma).all() else np.inf
     for denominator in range(1, max_denominator + 1):
-        if resolution * denominator > 0.05:  # the data cannot tell these integers apart
+        if 3 * largest * denominator > 0.05:  # the data cannot tell these integers apart
             return None
         scaled = kernel * denominator
         numerators = np.rint(scaled)
-        if np.all(np.abs(scaled - numerators) <= 3 * sigma * denominator + 1e-9):
+        # within 5 of the largest stderr: 8-bit outputs of a rational kernel lie on a
+        # lattice, and their rounding errors are not quite independent noise
+        if np.all(np.abs(scaled - numerators) <= 5 * largest * denominator + 1e-9):
             return numerators.astype(int), denominator
     return None
