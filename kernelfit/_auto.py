@@ -100,7 +100,7 @@ def locate(fit_kernel, input, output, options, *, size, origin, max_size, channe
     while significant.ndim > len(bound):  # a coefficient matters if it does in any channel
         significant = significant.any(axis=-1)
     boxes = _candidate_boxes(significant, centre, bound, size, origin, convention)
-    scores = {}
+    scores, fits = {}, {}
     best = None
     for start, extent in boxes:
         shape = tuple(extent)
@@ -114,10 +114,53 @@ def locate(fit_kernel, input, output, options, *, size, origin, max_size, channe
         score = _bic(candidate)
         user_origin = origin_c if convention == "correlation" else tuple(-o for o in origin_c)
         scores[(shape, user_origin)] = score
+        fits[(start, extent)] = candidate
         if best is None or score < best[0] - 1e-9 * abs(best[0]):
-            best = (score, shape, user_origin)
-    _, shape, user_origin = best
+            best = (score, shape, user_origin, (start, extent))
+    _, shape, user_origin, chosen = best
+    if size == "auto" and chosen != boxes[0] and significant.any():
+        # BIC on hundreds of thousands of 8-bit samples can reward coefficients that no
+        # test finds: keep a larger support only if what it adds is significant.
+        core = _core_box(significant, centre)
+        if core in fits and not _adds_significant(fits[chosen], chosen, core):
+            start, extent = core
+            shape = tuple(extent)
+            origin_c = tuple(c - s - e // 2 for c, s, e in zip(centre, start, extent))
+            user_origin = origin_c if convention == "correlation" else tuple(
+                -o for o in origin_c)
     return shape, user_origin, scores
+
+
+def _core_box(significant, centre):
+    """The smallest box holding every significant coefficient and the anchor."""
+    ndim = significant.ndim
+    start, stop = [], []
+    for axis in range(ndim):
+        hits = np.flatnonzero(significant.any(axis=tuple(a for a in range(ndim) if a != axis)))
+        start.append(min(int(hits[0]), centre[axis]))
+        stop.append(max(int(hits[-1]), centre[axis]))
+    return tuple(start), tuple(b - a + 1 for a, b in zip(start, stop))
+
+
+def _adds_significant(fit, box, core):
+    """Whether the coefficients of `fit` (over `box`) outside `core` are, together, nonzero.
+
+    A joint chi-square test: a Gaussian's faint tails are each within 2 stderr of zero,
+    yet dozens of them together are not noise.
+    """
+    (start, extent), (core_start, core_extent) = box, core
+    outside = np.ones(tuple(extent), dtype=bool)
+    outside[tuple(slice(c - s, c - s + e) for s, c, e in
+                  zip(start, core_start, core_extent))] = False
+    kernel, stderr = np.abs(fit.kernel), fit.stderr
+    while kernel.ndim > outside.ndim:  # every channel's coefficients count
+        outside = outside[..., np.newaxis]
+    outside = np.broadcast_to(outside, kernel.shape)
+    usable = outside & np.isfinite(stderr) & (stderr > 0)
+    if not usable.any():
+        return False
+    chi2 = float(np.sum((kernel[usable] / stderr[usable]) ** 2))
+    return bool(scipy.stats.chi2.sf(chi2, int(usable.sum())) < 1e-6)
 
 
 def _candidate_boxes(significant, centre, bound, size, origin, convention):
@@ -126,12 +169,9 @@ def _candidate_boxes(significant, centre, bound, size, origin, convention):
     boxes = set()
     if size == "auto":
         if significant.any():
-            low = [min(int(np.flatnonzero(significant.any(
-                axis=tuple(a for a in range(ndim) if a != axis)))[0]), centre[axis])
-                for axis in range(ndim)]
-            high = [max(int(np.flatnonzero(significant.any(
-                axis=tuple(a for a in range(ndim) if a != axis)))[-1]), centre[axis])
-                for axis in range(ndim)]
+            core_start, core_extent = _core_box(significant, centre)
+            low = list(core_start)
+            high = [a + e - 1 for a, e in zip(core_start, core_extent)]
         else:
             low, high = list(centre), list(centre)
         # the box of significant coefficients, and one sample more on any side

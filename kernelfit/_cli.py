@@ -30,6 +30,7 @@ DEMO_KERNELS = {
 
 FIT_EXAMPLES = """examples:
   kernelfit fit before.png after.png --size 3
+  kernelfit fit before.png after.png --size auto --boundary auto --bias
   kernelfit fit before.png after.png --size 5x3 --boundary edge -o kernel.json --plot fit.png
   kernelfit fit photo.jpg styled.jpg --size 7 --color separate --bias --strict
   kernelfit fit in.npy out.npy --size 9 --method ridge --reg gcv --mask valid.png"""
@@ -39,6 +40,9 @@ APPLY_EXAMPLES = """examples:
   kernelfit apply photo.png kernel.json -o again.png
 
 named kernels (name:key=value,...): """ + ", ".join(NAMED_KERNELS)
+IDENTIFY_EXAMPLES = """examples:
+  kernelfit identify kernel.json
+  kernelfit identify weights.txt --tolerance 0.01"""
 DEMO_EXAMPLES = """examples:
   kernelfit demo
   kernelfit demo --kernel motion --noise 1 --out demo/"""
@@ -103,9 +107,11 @@ def build_parser():
     fit.add_argument("input", metavar="INPUT", help="image (PNG, JPEG, TIFF, BMP, 8 or 16 bit) "
                      "or array (.npy, .txt, .csv)")
     fit.add_argument("output", metavar="OUTPUT", help="the filtered image or array")
-    fit.add_argument("--size", required=True, type=_size,
-                     help="kernel size: K, or KxL (rows x columns)")
-    _geometry_options(fit)
+    fit.add_argument("--size", required=True, type=_size_or_auto,
+                     help="kernel size: K, KxL (rows x columns), or auto (found from the data)")
+    fit.add_argument("--max-size", type=int, default=15,
+                     help="with --size auto: the largest support tried (default 15)")
+    _geometry_options(fit, auto=True)
     fit.add_argument("--method", default="lstsq", choices=["lstsq", "pinv", "ridge", "tf"],
                      help="solver (default lstsq)")
     fit.add_argument("--reg", type=_reg, help="ridge parameter, or 'gcv' (with --method ridge)")
@@ -120,6 +126,18 @@ def build_parser():
     fit.add_argument("-o", "--output-kernel", metavar="FILE", dest="kernel_file",
                      help="write the kernel: .npy, .txt/.csv, or .json with every diagnostic")
     fit.add_argument("--plot", metavar="FILE.png", help="write a figure of the fit")
+
+    identify = command("identify", "name a kernel: its family, separability, rational form",
+                       IDENTIFY_EXAMPLES, run_identify)
+    identify.add_argument("kernel", metavar="KERNEL", help="kernel file (.npy, .txt, .csv, "
+                          "or .json from 'kernelfit fit -o', whose stderr then judges the "
+                          "match)")
+    identify.add_argument("--tolerance", type=float,
+                          help="largest deviation that still matches, for plain arrays "
+                          "(default 1e-3 of the largest coefficient)")
+    identify.add_argument("--convention", choices=["convolution", "correlation"],
+                          help="the kernel's orientation (default: the file's, or "
+                          "convolution)")
 
     apply = command("apply", "apply a kernel (file or name) to an image", APPLY_EXAMPLES,
                     run_apply)
@@ -158,19 +176,24 @@ def build_parser():
     return parser
 
 
-def _geometry_options(parser, mode_default=None, boundary_default=None):
+def _geometry_options(parser, mode_default=None, boundary_default=None, auto=False):
     parser.add_argument("--mode", choices=["same", "valid", "full"], default=mode_default,
                         help="output geometry" + (" (default: from the shapes)"
                                                   if mode_default is None else ""))
     parser.add_argument("--boundary", default=boundary_default,
                         choices=["fill", "constant", "edge", "wrap", "symmetric", "symm",
-                                 "reflect"],
+                                 "reflect"] + (["auto"] if auto else []),
                         help="edge rule" + (" (default: use only samples that do not depend "
-                                            "on it)" if boundary_default is None else ""))
+                                            "on it; auto: find it from the border)"
+                                            if boundary_default is None else ""))
     parser.add_argument("--convention", choices=["convolution", "correlation"],
                         help="kernel orientation (default convolution)")
     parser.add_argument("--origin", type=_size, default=(0,),
                         help="anchor shift in 'same' mode: N or NxM")
+
+
+def _size_or_auto(text):
+    return "auto" if text == "auto" else _size(text)
 
 
 def _size(text):
@@ -212,28 +235,33 @@ def run_fit(args):
         mask = np.asarray(mask_values) != 0
         if mask.ndim == 3 and target.ndim == 2:
             mask = mask.any(axis=-1)
-    size = args.size if len(args.size) > 1 else args.size[0]
+    size = args.size if args.size == "auto" or len(args.size) > 1 else args.size[0]
     origin = args.origin if len(args.origin) > 1 else args.origin[0]
     fit = fit_kernel(image, target, size, mode=args.mode, boundary=args.boundary,
                      convention=args.convention or "convolution", method=args.method,
                      bias=args.bias, channel_axis=channel_axis, channels=channels, mask=mask,
-                     reg=args.reg, origin=origin,
+                     reg=args.reg, origin=origin, max_size=args.max_size,
                      **({"verbose": False} if args.method == "tf" else {}))
     predicted = fit.predict(image)
     peak = _peak(target)
     psnr = (10 * np.log10(peak ** 2 / fit.residual_rms ** 2) if fit.residual_rms > 0
             else np.inf)
+    from ._identify import identify
+    identification = identify(fit) if fit.kernel.ndim == len(fit.size) else None
     if not args.quiet:
-        print(report(fit, args.input, args.output, image, target, psnr))
+        print(report(fit, args.input, args.output, image, target, psnr, identification))
     for path in (args.kernel_file, args.plot):
         if path:
             check_output_path(path, inputs=(args.input, args.output, args.mask))
     if args.kernel_file:
         from ._io import write_kernel
-        write_kernel(args.kernel_file, fit, extra={"psnr_db": None if not np.isfinite(psnr)
-                                                   else round(float(psnr), 3),
-                                                   "input": args.input,
-                                                   "output": args.output})
+        extra = {"psnr_db": None if not np.isfinite(psnr) else round(float(psnr), 3),
+                 "input": args.input, "output": args.output}
+        if identification is not None:
+            extra.update(identification=identification.description,
+                         identified=identification.matches,
+                         rational=identification.rational_text())
+        write_kernel(args.kernel_file, fit, extra=extra)
         _say(f"wrote {args.kernel_file}", args.quiet)
     if args.plot:
         from ._plot import fit_figure
@@ -285,7 +313,7 @@ def usage_note(fit):
     return "\n".join(f"  {line}" for line in lines)
 
 
-def report(fit, input_path, output_path, image, target, psnr):
+def report(fit, input_path, output_path, image, target, psnr, identification=None):
     with np.printoptions(precision=4, suppress=True, linewidth=100, threshold=2000):
         shown = np.where(np.abs(fit.kernel) > 1e-12 * np.abs(fit.kernel).max(), fit.kernel, 0)
         kernel_text = np.array2string(shown, prefix="    ")
@@ -311,9 +339,50 @@ def report(fit, input_path, output_path, image, target, psnr):
                  + (f", {fit.n_masked} masked or saturated" if fit.n_masked else ""))
     lines.append(f"identifiable: {'yes' if fit.identifiable else 'NO'} (rank {fit.rank} of "
                  f"{fit.n_unknowns} unknowns, condition number {fit.condition_number:.3g})")
+    if fit.size_scores:
+        lines.append(f"size found: {'x'.join(map(str, fit.size))}, origin {fit.origin} "
+                     f"(lowest BIC of {len(fit.size_scores)} candidate supports)")
+    if fit.boundary_scores:
+        ranked = sorted(fit.boundary_scores.items(), key=lambda item: item[1])
+        best, value = ranked[0]
+        ties = [rule for rule, v in ranked[1:] if abs(v - value) <= 1e-9 * max(value, 1e-300)]
+        verdict = ("the border was left unchanged (no edge rule: fitted without that frame)"
+                   if best == "unchanged" and fit.boundary is None else
+                   f"{fit.boundary}" + (f" (indistinguishable here from {', '.join(ties)})"
+                                        if ties else "")
+                   if fit.boundary is not None else "none reproduces the border")
+        lines.append(f"edge rule found: {verdict}; border residual RMS by rule: "
+                     + ", ".join(f"{rule} {v:.3g}" for rule, v in ranked))
+    if identification is not None:
+        lines.append(("identified: " if identification.matches else "closest family: ")
+                     + identification.description)
+        if identification.rational is not None:
+            lines.append(f"rational form: {identification.rational_text()}")
     if fit.n_steps is not None:
         lines.append(f"optimisation: {fit.n_steps} steps, {fit.stop_reason}, on {fit.device}")
     return "\n".join(lines)
+
+
+# --- identify -------------------------------------------------------------------------------
+
+def run_identify(args):
+    import json
+
+    from ._identify import identify
+
+    kernel, recorded = read_kernel(args.kernel)
+    stderr = origin = None
+    if args.kernel.lower().endswith(".json"):  # judged against the fit's standard errors
+        with open(args.kernel) as handle:
+            content = json.load(handle)
+        if content.get("stderr") is not None and kernel.ndim == len(content.get("size", [])):
+            stderr = np.array(content["stderr"], dtype=float)  # null (undetermined): NaN
+            origin = tuple(content.get("origin") or (0,) * kernel.ndim)
+    result = identify(kernel, tolerance=args.tolerance, stderr=stderr, origin=origin,
+                      convention=args.convention or recorded or "convolution")
+    if not args.quiet:
+        print(result)
+    return EXIT_OK if result.matches else EXIT_FAILED
 
 
 # --- apply ----------------------------------------------------------------------------------

@@ -16,7 +16,7 @@ import scipy.stats
 
 from . import kernels
 from ._result import KernelFit
-from ._validation import CONVENTIONS, as_float_array, check_choice
+from ._validation import CONVENTIONS, as_float_array, check_choice, check_int_tuple
 
 __all__ = ["Identification", "identify"]
 
@@ -114,7 +114,7 @@ class Identification:
         return "\n".join(lines)
 
 
-def identify(fit_or_kernel, *, tolerance=None, convention=None):
+def identify(fit_or_kernel, *, tolerance=None, convention=None, stderr=None, origin=None):
     """Name a kernel: its family and parameters, separability, and a rational form.
 
     Parameters
@@ -123,13 +123,25 @@ def identify(fit_or_kernel, *, tolerance=None, convention=None):
         A fit (its standard errors judge every match) or a bare kernel.
     tolerance : float, optional
         For a bare kernel: the largest deviation from a model that still matches (default
-        1e-3 of its largest coefficient). With a fit, a floor added to its stderr.
+        1e-3 of its largest coefficient). With standard errors, a floor added to them.
     convention : {'convolution', 'correlation'}, optional
         The kernel's orientation (a fit knows its own; default 'convolution').
+    stderr : array_like, optional
+        Standard errors of a bare kernel's coefficients (as a KernelFit's): matches are
+        then judged by chi-square, as for a fit.
+    origin : int or sequence of int, optional
+        A bare kernel's anchor shift in 'same' mode (a fit knows its own).
 
     Returns
     -------
     Identification
+
+    Notes
+    -----
+    Against standard errors, a model matches when its chi-square has a p-value above
+    1e-4. The uncertainty has a floor of 5e-4 of the largest coefficient: least squares
+    on rounded 8-bit outputs is biased at about that level (the outputs lie on a lattice),
+    and no two families differ by so little.
 
     Examples
     --------
@@ -142,35 +154,46 @@ def identify(fit_or_kernel, *, tolerance=None, convention=None):
     >>> identify(pillow_sharpen).rational_text()
     '[[-1, -1, -1], [-1, 16, -1], [-1, -1, -1]] / 8'
     """
+    if convention is not None:
+        check_choice(convention, "convention", CONVENTIONS)
     if isinstance(fit_or_kernel, KernelFit):
         fit = fit_or_kernel
         if fit.kernel.ndim != len(fit.size):
             raise ValueError(f"identify takes one spatial kernel; this fit's kernel has shape "
                              f"{fit.kernel.shape} (channels): pass fit.kernel[..., c] instead")
-        if convention is not None:
-            check_choice(convention, "convention", CONVENTIONS)
-        convention = fit.convention
-        kernel, stderr = _centred(np.real_if_close(np.asarray(fit.kernel)),
-                                  np.asarray(fit.stderr), fit.origin, convention)
-        floor = 1e-9 * np.abs(kernel).max() + (tolerance or 0.0)
-        sigma = np.sqrt(np.where(np.isfinite(stderr), stderr, np.inf) ** 2 + floor ** 2)
+        kernel, stderr = np.asarray(fit.kernel), np.asarray(fit.stderr)
+        convention, origin = fit.convention, fit.origin
+    else:
+        kernel = as_float_array(fit_or_kernel, "kernel")
+        convention = convention or "convolution"
+        if stderr is not None:
+            stderr = np.asarray(stderr, dtype=float)
+            if stderr.shape != kernel.shape:
+                raise ValueError(f"stderr must have the kernel's shape {kernel.shape}; got "
+                                 f"{stderr.shape}")
+        origin = (0,) * kernel.ndim if origin is None else check_int_tuple(
+            origin, "origin", kernel.ndim)
+    if tolerance is not None and not tolerance > 0:
+        raise ValueError(f"tolerance must be positive; got {tolerance!r}")
+    kernel = np.real_if_close(kernel)
+    if stderr is not None:
+        kernel, stderr = _centred(kernel, stderr, tuple(origin), convention)
+        floor = 5e-4 * np.abs(kernel).max() + (tolerance or 0.0)
+        raw = np.where(np.isfinite(stderr), stderr, np.inf)
+        sigma = np.sqrt(raw ** 2 + floor ** 2)
         by_chi2 = True
     else:
-        kernel = np.real_if_close(as_float_array(fit_or_kernel, "kernel"))
-        convention = check_choice(convention or "convolution", "convention", CONVENTIONS)
+        kernel, _ = _centred(kernel, np.zeros(kernel.shape), tuple(origin), convention)
         scale = np.abs(kernel).max() or 1.0
-        if tolerance is None:
-            tolerance = 1e-3 * scale
-        elif not tolerance > 0:
-            raise ValueError(f"tolerance must be positive; got {tolerance!r}")
-        sigma = np.full(kernel.shape, float(tolerance))
+        sigma = np.full(kernel.shape, float(tolerance or 1e-3 * scale))
         by_chi2 = False
     if np.iscomplexobj(kernel):
         raise ValueError("identify names real kernels; this one is complex (identify its real "
                          "and imaginary parts separately)")
-    # Below this a coefficient is zero: 3 stderr for a fit; for an exact array, rounding.
-    zero = 3 * sigma if by_chi2 else np.full(kernel.shape, 1e-12 * (np.abs(kernel).max()
-                                                                     or 1.0))
+    # Below this a coefficient is zero: 3 stderr (without the matching floor) for a fit;
+    # for an exact array, rounding.
+    zero = 3 * raw + 1e-12 * np.abs(kernel).max() if by_chi2 else np.full(
+        kernel.shape, 1e-12 * (np.abs(kernel).max() or 1.0))
     candidates = []
     for family in _FAMILIES:
         for name, description, parameters, model, n_parameters in family(kernel, zero,

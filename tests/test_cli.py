@@ -7,7 +7,7 @@ import sys
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageFilter
 
 import kernelfit
 from kernelfit import data, kernels, synth
@@ -233,3 +233,32 @@ def test_installed_console_script_and_module():
                              "--size", "3"], capture_output=True, text=True)
     assert module.returncode == 2
     assert module.stderr == "kernelfit: error: x.png: no such file\n"
+
+
+def test_fit_auto_reports_size_edge_rule_and_identification(tmp_path, capsys):
+    image = data.portrait()[150:350, 150:350]
+    Image.fromarray(image).save(tmp_path / "in.png")
+    Image.fromarray(image).filter(ImageFilter.SHARPEN).save(tmp_path / "out.png")
+    kernel_json = tmp_path / "k.json"
+    status, out, err = run(capsys, "fit", tmp_path / "in.png", tmp_path / "out.png", "--size",
+                           "auto", "--boundary", "auto", "-o", kernel_json)
+    assert status == 0, err
+    for part in ("size found: 3x3, origin (0, 0)", "edge rule found: the border was left "
+                 "unchanged", "identified: sharpen", "rational form: [[-1, -1, -1], "
+                 "[-1, 16, -1], [-1, -1, -1]] / 8"):
+        assert part in out
+    content = json.loads(kernel_json.read_text())
+    assert content["rational"] == "[[-1, -1, -1], [-1, 16, -1], [-1, -1, -1]] / 8"
+    status, out, _ = run(capsys, "identify", kernel_json)
+    assert status == 0 and out.startswith("sharpen: identity - 0.125 x 8-neighbour")
+
+
+def test_identify_plain_files_and_exit_status(tmp_path, capsys):
+    np.savetxt(tmp_path / "sobel.txt", kernels.sobel("x"))
+    status, out, _ = run(capsys, "identify", tmp_path / "sobel.txt")
+    assert status == 0 and out.startswith("Sobel d/dx") and "separable" in out
+    np.save(tmp_path / "random.npy", kernels.random((3, 3), rng=0))
+    status, out, _ = run(capsys, "identify", tmp_path / "random.npy")
+    assert status == 1 and out.startswith("closest: ")
+    status, _, err = run(capsys, "identify", tmp_path / "missing.npy")
+    assert status == 2 and "no such file" in err
