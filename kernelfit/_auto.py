@@ -5,11 +5,12 @@ candidate supports by BIC on the same samples; boundary='auto' fits the interior
 edge rule reproduces the border. The checks warn when a linear, shift-invariant model is wrong.
 """
 
+# scipy.stats is imported inside the functions that use them: `import kernelfit` stays fast.
+
 import itertools
 import warnings
 
 import numpy as np
-import scipy.stats
 
 from ._convolve import padding
 from ._result import IdentifiabilityWarning
@@ -159,6 +160,8 @@ def _adds_significant(fit, box, core):
     usable = outside & np.isfinite(stderr) & (stderr > 0)
     if not usable.any():
         return False
+    import scipy.stats
+
     chi2 = float(np.sum((kernel[usable] / stderr[usable]) ** 2))
     return bool(scipy.stats.chi2.sf(chi2, int(usable.sum())) < 1e-6)
 
@@ -410,6 +413,8 @@ def _check_linearity(band_fits, bands, options):
     missing_offset = fit.bias is None and abs(offset) > 5 * r.std() / np.sqrt(r.size) \
         and abs(offset) > 0.01 * np.sqrt(np.mean(np.abs(p) ** 2))
     curved = False
+    import scipy.stats
+
     if not (np.iscomplexobj(p) or np.iscomplexobj(r)):  # tone curves act on real levels
         # What a quadratic and a cubic in the predicted level explain beyond a constant and
         # a straight line (a partial F-test, ~ chi-square with 2 dof when the filter is linear)
@@ -441,6 +446,8 @@ def _rss(design, values):
 
 
 def _check_shift_invariance(fit, halves):
+    import scipy.stats
+
     first, second = halves
     if not (first.identifiable and second.identifiable):
         return

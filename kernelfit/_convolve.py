@@ -4,7 +4,6 @@ Every kernel kernelfit recovers is checked against this model, and synthetic dat
 """
 
 import numpy as np
-import scipy.signal
 
 from ._validation import (
     CONVENTIONS,
@@ -276,6 +275,8 @@ def _filter_padded(image, kernel, pad_width, pad_mode, fillvalue, convention, la
     # scipy convolves: flip a correlation kernel so that the result is the wanted one.
     if convention == "correlation":
         kernel = np.flip(kernel, axis=spatial)
+
+    import scipy.signal  # imported here: it takes most of a second to load
 
     def valid(k):
         return scipy.signal.convolve(image, k, mode="valid")

@@ -5,14 +5,14 @@ within the fit's standard errors of it (a chi-square test) or, for a bare array,
 stated tolerance.
 """
 
+# scipy.optimize and scipy.stats are imported inside the functions that use them: `import kernelfit` stays fast.
+
 import dataclasses
 import functools
 import itertools
 import math
 
 import numpy as np
-import scipy.optimize
-import scipy.stats
 
 from . import kernels
 from ._result import KernelFit
@@ -237,6 +237,8 @@ def _centred(kernel, stderr, origin, convention):
 
 
 def _judge(kernel, sigma, by_chi2, name, description, parameters, model, n_parameters):
+    import scipy.stats
+
     deviation = np.abs(kernel - model)
     if by_chi2:
         finite = np.isfinite(sigma)
@@ -356,6 +358,8 @@ def pillow_blur_kernel(radius, passes):
 
 
 def _pillow_blurs(kernel, zero, convention):
+    import scipy.optimize
+
     if kernel.ndim != 2:
         return
     for passes, name, label in ((1, "pillow_box_blur", "Pillow BoxBlur"),
@@ -398,6 +402,8 @@ def _gaussian_model(shape, sigmas, convention):
 
 
 def _gaussian(kernel, zero, convention):
+    import scipy.optimize
+
     if kernel.sum() <= 0 or kernel.max() <= 0:
         return
     # Fit the support that matters, then the standard deviation(s) within it.
@@ -475,6 +481,8 @@ def _disk(kernel, zero, convention):
 
 
 def _motion(kernel, zero, convention):
+    import scipy.optimize
+
     if kernel.ndim != 2 or kernel.max() <= 0:
         return
 
@@ -562,6 +570,8 @@ def _fixed(kernel, zero, convention):
 
 def _sharpen(kernel, zero, convention):
     """identity + amount * (identity - blur) forms: Laplacian sharpening and unsharp masks."""
+    import scipy.optimize
+
     ndim = kernel.ndim
     identity = _embed(kernels.identity(1, ndim=ndim), kernel.shape, convention)
     if identity is None:

@@ -4,12 +4,12 @@ The dense methods (lstsq, pinv, ridge) share one SVD per system; each differs on
 filter factors it applies to the singular values, so every diagnostic is computed alike.
 """
 
+# scipy.linalg and scipy.optimize are imported inside the functions that use them: `import kernelfit` stays fast.
+
 import dataclasses
 import importlib
 
 import numpy as np
-import scipy.linalg
-import scipy.optimize
 
 from ._problem import DENSE_LIMIT_BYTES
 
@@ -160,6 +160,8 @@ def _gcv(s, beta, b2, n, g):
     `beta` is ``U^H b`` and `b2` is ``|b|^2``; the part of b outside U's span is residual
     at every parameter.
     """
+    import scipy.optimize
+
     if not s.size or s[0] == 0:
         return 0.0
     power = np.sum(np.abs(beta) ** 2, axis=1)  # per singular value, over right-hand sides
@@ -183,6 +185,8 @@ def _gcv(s, beta, b2, n, g):
 
 
 def _svd(A):
+    import scipy.linalg
+
     try:
         return scipy.linalg.svd(A, full_matrices=False, lapack_driver="gesdd")
     except np.linalg.LinAlgError:

@@ -11,7 +11,6 @@ import itertools
 import numpy as np
 import scipy.fft
 import scipy.linalg
-import scipy.signal
 
 from ._solvers import EstimateBuilder, gram_diagnostics
 
