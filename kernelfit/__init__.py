@@ -8,7 +8,7 @@ model (:func:`convolve`, :func:`correlate`) lives beside named kernels
 
 __version__ = "0.1.0"
 
-from . import data, kernels, synth
+from . import data, kernels, plot, synth
 from ._convolve import convolve, correlate
 from ._auto import ModelWarning
 from ._fit import fit_kernel
@@ -27,5 +27,6 @@ __all__ = [
     "fit_kernel",
     "identify",
     "kernels",
+    "plot",
     "synth",
 ]

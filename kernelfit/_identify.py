@@ -10,7 +10,6 @@ stated tolerance.
 import dataclasses
 import functools
 import itertools
-import math
 
 import numpy as np
 
@@ -328,33 +327,9 @@ def _box(kernel, zero, convention):
            {"shape": shape, "scale": total}, model, 1)
 
 
-def _pillow_box_1d(radius):
-    """Pillow's box blur of a fractional radius: [f, 1, ..., 1, f] / (2 r + 1)."""
-    whole = int(radius)
-    fraction = radius - whole
-    weights = np.ones(2 * whole + 3)
-    weights[[0, -1]] = fraction
-    return weights / (2 * radius + 1)
-
-
-def _pillow_gaussian_radius(radius, passes=3):
-    """Pillow's BoxBlur.c: the box radius whose `passes` box blurs approximate a Gaussian."""
-    sigma2 = radius * radius / passes
-    length = math.sqrt(12.0 * sigma2 + 1.0)
-    whole = math.floor((length - 1.0) / 2.0)
-    fraction = (2 * whole + 1) * (whole * (whole + 1) - 3 * sigma2)
-    fraction /= 6 * (sigma2 - (whole + 1) * (whole + 1))
-    return whole + fraction
-
-
-def pillow_blur_kernel(radius, passes):
-    """2-D kernel of Pillow's BoxBlur (passes=1) or GaussianBlur (passes=3) of `radius`."""
-    box = _pillow_box_1d(radius if passes == 1 else _pillow_gaussian_radius(radius, passes))
-    line = box
-    for _ in range(passes - 1):
-        line = np.convolve(line, box)
-    line = np.trim_zeros(line)
-    return np.outer(line, line)
+def _pillow_kernel(radius, passes):
+    return (kernels.pillow_box_blur(radius) if passes == 1
+            else kernels.pillow_gaussian_blur(radius))
 
 
 def _pillow_blurs(kernel, zero, convention):
@@ -366,7 +341,7 @@ def _pillow_blurs(kernel, zero, convention):
                                 (3, "pillow_gaussian_blur", "Pillow GaussianBlur")):
         best = None
         for radius in np.arange(0.25, max(kernel.shape) / 2 + 0.01, 0.05):
-            model = _embed(pillow_blur_kernel(radius, passes), kernel.shape, convention)
+            model = _embed(_pillow_kernel(radius, passes), kernel.shape, convention)
             if model is None:
                 continue
             error = np.sum((kernel - model) ** 2)
@@ -377,13 +352,13 @@ def _pillow_blurs(kernel, zero, convention):
         _, radius, _ = best
 
         def error_at(r, passes=passes):
-            model = _embed(pillow_blur_kernel(r, passes), kernel.shape, convention)
+            model = _embed(_pillow_kernel(r, passes), kernel.shape, convention)
             # a radius whose support does not fit scores badly, but finitely
             return 1e10 if model is None else float(np.sum((kernel - model) ** 2))
 
         result = scipy.optimize.minimize_scalar(
             error_at, bounds=(max(radius - 0.05, 0.01), radius + 0.05), method="bounded")
-        model = _embed(pillow_blur_kernel(result.x, passes), kernel.shape, convention)
+        model = _embed(_pillow_kernel(result.x, passes), kernel.shape, convention)
         if model is not None:
             yield (name, f"{label}(radius={_number(result.x)})", {"radius": float(result.x)},
                    model, 1)

@@ -6,6 +6,7 @@ Symmetric kernels are the same in both conventions.
 """
 
 import functools
+import math
 import numbers
 
 import numpy as np
@@ -21,6 +22,8 @@ __all__ = [
     "identity",
     "laplacian",
     "motion_blur",
+    "pillow_box_blur",
+    "pillow_gaussian_blur",
     "prewitt",
     "random",
     "scharr",
@@ -221,6 +224,58 @@ def motion_blur(length, angle=0.0):
         t_low, t_high = np.maximum(t_low, ends[0]), np.minimum(t_high, ends[1])
     kernel = np.clip(t_high - t_low, 0, None)
     return kernel / kernel.sum()
+
+
+def _pillow_box_line(radius):
+    """One pass of Pillow's box blur of a fractional radius: [f, 1, ..., 1, f] / (2 r + 1)."""
+    whole = int(radius)
+    weights = np.ones(2 * whole + 3)
+    weights[[0, -1]] = radius - whole
+    return np.trim_zeros(weights / (2 * radius + 1))
+
+
+def pillow_box_blur(radius):
+    """The kernel of Pillow's ``ImageFilter.BoxBlur(radius)``.
+
+    Pillow averages ``2 * radius + 1`` samples along each axis, the two end samples
+    weighted by the fractional part of `radius`. Symmetric: the same in both conventions.
+    (Pillow clamps the edges: ``boundary='edge'``.)
+
+    Examples
+    --------
+    >>> from kernelfit import kernels
+    >>> kernels.pillow_box_blur(1.5)[2] * 16
+    array([0.5, 1. , 1. , 1. , 0.5])
+    """
+    radius = _check_positive(radius, "radius")
+    line = _pillow_box_line(radius)
+    return np.outer(line, line)
+
+
+def pillow_gaussian_blur(radius):
+    """The kernel of Pillow's ``ImageFilter.GaussianBlur(radius)``: three box blurs.
+
+    Pillow approximates a Gaussian of standard deviation `radius` by three passes of a box
+    blur whose fractional radius comes from its BoxBlur.c (``_gaussian_blur_radius``), along
+    each axis. Symmetric: the same in both conventions. Pillow rounds to 8 bits between
+    passes and clamps edges in each, which no single linear kernel reproduces exactly.
+
+    Examples
+    --------
+    >>> from kernelfit import kernels
+    >>> k = kernels.pillow_gaussian_blur(1.5)
+    >>> k.shape, round(float(k.sum()), 12)
+    ((13, 13), 1.0)
+    """
+    radius = _check_positive(radius, "radius")
+    variance = radius * radius / 3
+    length = math.sqrt(12.0 * variance + 1.0)
+    whole = math.floor((length - 1.0) / 2.0)
+    fraction = (2 * whole + 1) * (whole * (whole + 1) - 3 * variance)
+    fraction /= 6 * (variance - (whole + 1) * (whole + 1))
+    box = _pillow_box_line(whole + fraction)
+    line = np.convolve(np.convolve(box, box), box)
+    return np.outer(line, line)
 
 
 def _gradient(smooth, axis, ndim, convention):

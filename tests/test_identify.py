@@ -5,7 +5,6 @@ import pytest
 
 import kernelfit
 from kernelfit import data, identify, kernels
-from kernelfit._identify import pillow_blur_kernel
 
 
 @pytest.mark.parametrize("convention", ["convolution", "correlation"])
@@ -27,9 +26,9 @@ from kernelfit._identify import pillow_blur_kernel
     (lambda c: kernels.emboss(convention=c), "emboss", {}),
     (lambda c: kernels.identity(3), "identity", {}),
     (lambda c: kernels.shift((1, -2), convention=c), "shift", {"offset": (1, -2)}),
-    (lambda c: pillow_blur_kernel(1.5, 3), "pillow_gaussian_blur", {"radius": 1.5}),
-    (lambda c: pillow_blur_kernel(1.5, 1), "pillow_box_blur", {"radius": 1.5}),
-    (lambda c: pillow_blur_kernel(2.0, 1), "box", {"shape": (5, 5)}),  # whole radius: a box
+    (lambda c: kernels.pillow_gaussian_blur(1.5), "pillow_gaussian_blur", {"radius": 1.5}),
+    (lambda c: kernels.pillow_box_blur(1.5), "pillow_box_blur", {"radius": 1.5}),
+    (lambda c: kernels.pillow_box_blur(2.0), "box", {"shape": (5, 5)}),  # whole radius: a box
 ])
 def test_families_are_named_with_their_parameters(make, name, parameters, convention):
     result = identify(make(convention), convention=convention)

@@ -21,7 +21,7 @@ def test_public_names_exist_and_are_documented():
         obj = getattr(kernelfit, name)
         if name != "__version__":
             assert obj.__doc__, name
-    for module in (kernelfit.kernels, kernelfit.synth, kernelfit.data):
+    for module in (kernelfit.kernels, kernelfit.synth, kernelfit.data, kernelfit.plot):
         for name in module.__all__:
             assert getattr(module, name).__doc__, f"{module.__name__}.{name}"
 

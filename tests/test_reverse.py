@@ -15,7 +15,6 @@ from PIL import Image, ImageFilter
 
 import kernelfit
 from kernelfit import data, fit_kernel, identify, kernels
-from kernelfit._identify import pillow_blur_kernel
 
 PHOTO = data.portrait()[150:350, 150:350]
 
@@ -81,7 +80,7 @@ def test_pillow_box_blur(radius):
     output = np.asarray(Image.fromarray(PHOTO).filter(ImageFilter.BoxBlur(radius)))
     fit = _auto(PHOTO, output)
     assert fit.boundary in ("edge", "symmetric") if radius == 1 else fit.boundary == "edge"
-    _same(fit.kernel, pillow_blur_kernel(radius, 1), atol=2e-3)
+    _same(fit.kernel, kernels.pillow_box_blur(radius), atol=2e-3)
     result = identify(fit)
     assert result.matches and result.name == ("box" if radius == 1 else "pillow_box_blur")
 
@@ -89,7 +88,7 @@ def test_pillow_box_blur(radius):
 def test_pillow_gaussian_blur():
     output = np.asarray(Image.fromarray(PHOTO).filter(ImageFilter.GaussianBlur(1.5)))
     fit = _auto(PHOTO, output)
-    _same(fit.kernel, pillow_blur_kernel(1.5, 3), atol=3e-3)
+    _same(fit.kernel, kernels.pillow_gaussian_blur(1.5), atol=3e-3)
     result = identify(fit)
     assert result.matches and result.name == "pillow_gaussian_blur"
     assert result.parameters["radius"] == pytest.approx(1.5, abs=0.05)
