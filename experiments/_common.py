@@ -1,9 +1,29 @@
-"""What the experiment scripts share: where results go, and writing a table as CSV and Markdown."""
+"""What the experiment scripts share: arguments, where results go, tables and figures."""
 
+import argparse
 import csv
 import os
 
 RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
+
+
+def arguments(description, argv, extra=None):
+    """Parse the options every script takes: --quick (CI, under a minute), --seed, --out."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--quick", action="store_true",
+                        help="a small version that finishes in under a minute (CI)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of every random draw")
+    parser.add_argument("--out", default=RESULTS, help="folder for the figures and tables")
+    if extra:
+        extra(parser)
+    args = parser.parse_args(argv)
+    os.makedirs(args.out, exist_ok=True)
+    return args
+
+
+def stem(name, args):
+    """File stem: quick runs never overwrite the committed results."""
+    return f"{name}_quick" if args.quick else name
 
 
 def write_table(rows, folder, stem):
@@ -18,3 +38,16 @@ def write_table(rows, folder, stem):
     lines += ["| " + " | ".join(str(row[h]) for h in header) + " |" for row in rows]
     with open(os.path.join(folder, f"{stem}.md"), "w") as handle:
         handle.write("\n".join(lines) + "\n")
+
+
+def figure(width, height):
+    """A matplotlib figure with constrained layout, without pyplot's global state."""
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=(width, height), layout="constrained")
+
+
+def save(fig, folder, stem):
+    path = os.path.join(folder, f"{stem}.png")
+    fig.savefig(path, dpi=110)
+    return path

@@ -96,11 +96,16 @@ def locate(fit_kernel, input, output, options, *, size, origin, max_size, channe
         big = fit_kernel(input, output, bound, origin=0, **base)
     magnitude = np.abs(big.kernel)
     stderr = np.where(np.isfinite(big.stderr), big.stderr, np.inf)
-    # 5 stderr, and a floor for exact fits (integer kernels on 8-bit data fit to 1e-14)
-    significant = (magnitude > 5 * stderr) & (magnitude > 1e-6 * magnitude.max())
+    # Least squares on rounded integer outputs is biased at about 5e-4 of the peak (the
+    # outputs lie on a lattice); exact fits leave 1e-6-level noise. Below these floors a
+    # coefficient is not evidence of a larger kernel.
+    quantised = any(np.issubdtype(np.asarray(y).dtype, np.integer) for y in outputs)
+    floor = (5e-4 if quantised else 1e-6) * float(magnitude.max())
+    significant = magnitude > 5 * np.sqrt(stderr ** 2 + floor ** 2)
     while significant.ndim > len(bound):  # a coefficient matters if it does in any channel
         significant = significant.any(axis=-1)
     boxes = _candidate_boxes(significant, centre, bound, size, origin, convention)
+    scale = float(np.sqrt(np.mean(np.abs(np.asarray(outputs[0], dtype=complex)) ** 2))) or 1.0
     scores, fits = {}, {}
     best = None
     for start, extent in boxes:
@@ -112,7 +117,7 @@ def locate(fit_kernel, input, output, options, *, size, origin, max_size, channe
                 candidate = fit_kernel(input, output, shape, origin=origin_c, **base)
         except ValueError:
             continue
-        score = _bic(candidate)
+        score = _bic(candidate, scale)
         user_origin = origin_c if convention == "correlation" else tuple(-o for o in origin_c)
         scores[(shape, user_origin)] = score
         fits[(start, extent)] = candidate
@@ -123,7 +128,7 @@ def locate(fit_kernel, input, output, options, *, size, origin, max_size, channe
         # BIC on hundreds of thousands of 8-bit samples can reward coefficients that no
         # test finds: keep a larger support only if what it adds is significant.
         core = _core_box(significant, centre)
-        if core in fits and not _adds_significant(fits[chosen], chosen, core):
+        if core in fits and not _adds_significant(fits[chosen], chosen, core, floor):
             start, extent = core
             shape = tuple(extent)
             origin_c = tuple(c - s - e // 2 for c, s, e in zip(centre, start, extent))
@@ -143,7 +148,7 @@ def _core_box(significant, centre):
     return tuple(start), tuple(b - a + 1 for a, b in zip(start, stop))
 
 
-def _adds_significant(fit, box, core):
+def _adds_significant(fit, box, core, floor):
     """Whether the coefficients of `fit` (over `box`) outside `core` are, together, nonzero.
 
     A joint chi-square test: a Gaussian's faint tails are each within 2 stderr of zero,
@@ -157,12 +162,12 @@ def _adds_significant(fit, box, core):
     while kernel.ndim > outside.ndim:  # every channel's coefficients count
         outside = outside[..., np.newaxis]
     outside = np.broadcast_to(outside, kernel.shape)
-    usable = outside & np.isfinite(stderr) & (stderr > 0)
+    usable = outside & np.isfinite(stderr)
     if not usable.any():
         return False
     import scipy.stats
 
-    chi2 = float(np.sum((kernel[usable] / stderr[usable]) ** 2))
+    chi2 = float(np.sum(kernel[usable] ** 2 / (stderr[usable] ** 2 + floor ** 2)))
     return bool(scipy.stats.chi2.sf(chi2, int(usable.sum())) < 1e-6)
 
 
@@ -192,11 +197,14 @@ def _candidate_boxes(significant, centre, bound, size, origin, convention):
     return sorted(boxes, key=lambda box: (np.prod(box[1]), box))
 
 
-def _bic(fit):
-    """Bayesian information criterion of a least-squares fit: n ln(RSS / n) + p ln n."""
+def _bic(fit, scale):
+    """Bayesian information criterion of a least-squares fit: n ln(RSS / n) + p ln n.
+
+    An exact fit leaves only floating-point rounding, which must not rank the candidates
+    that contain the kernel: the residual has a floor of 1e-10 of the output's scale.
+    """
     n = fit.n_equations
-    # an exact fit leaves only rounding, the same for every candidate that contains it
-    rss = max(fit.residual_rms ** 2 * n, 1e-24 * n)
+    rss = max(fit.residual_rms ** 2, (1e-10 * scale) ** 2) * n
     return float(n * np.log(rss / n) + fit.n_unknowns * np.log(n))
 
 

@@ -46,8 +46,16 @@ def kernel_panel(ax, kernel, title, *, annotate=None):
         annotate = max(kernel.shape) <= 9
     if annotate:
         fontsize = {3: 10, 4: 9, 5: 8, 6: 7, 7: 6}.get(max(kernel.shape), 5)
+        # Fixed point, to three significant digits of the largest coefficient in a 3x3
+        # panel and two in larger ones (0.0625 and -0.0001 rather than 6.25e-02 and
+        # -9.99e-05, which overlap); below 5e-4 of it, "0".
+        digits = 3 if max(kernel.shape) <= 3 else 2
+        decimals = max(0, digits - int(np.floor(np.log10(limit))))
         for (i, j), value in np.ndenumerate(kernel):
-            ax.text(j, i, f"{value:.3g}", ha="center", va="center", fontsize=fontsize,
+            text = f"{value:.{decimals}f}".rstrip("0").rstrip(".")
+            if abs(value) < 5e-4 * limit or text in ("-0", ""):
+                text = "0"
+            ax.text(j, i, text, ha="center", va="center", fontsize=fontsize,
                     color="white" if abs(value) > 0.6 * limit else "black")
     ax.figure.colorbar(handle, ax=ax, shrink=0.8)
     return handle

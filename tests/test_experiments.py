@@ -1,0 +1,26 @@
+"""Every experiment script runs with --quick and writes its outputs (as CI does)."""
+
+import importlib
+
+import pytest
+
+SCRIPTS = {
+    "noise_robustness": ["noise_robustness_quick.png", "noise_robustness_quick.csv",
+                         "noise_robustness_quick.md"],
+    "identifiability": ["identifiability_quick.png", "identifiability_quick.md"],
+    "method_comparison": ["method_comparison_quick.png", "method_comparison_quick.md"],
+    "tf_convergence": ["tf_convergence_quick.png", "tf_convergence_quick.md"],
+    "real_filters": ["real_filters_quick.png", "real_filters_quick.md"],
+    "convolution_explained": ["convolution_1d_quick.png", "convolution_5x5_quick.gif",
+                              "convolution_portrait_quick.gif"],
+}
+
+
+@pytest.mark.parametrize("name", list(SCRIPTS))
+def test_experiment_runs_quick_and_writes_its_outputs(name, tmp_path):
+    if name in ("method_comparison", "tf_convergence"):
+        pytest.importorskip("tensorflow")
+    script = importlib.import_module(f"experiments.{name}")
+    assert script.main(["--quick", "--out", str(tmp_path)]) == 0
+    for output in SCRIPTS[name]:
+        assert (tmp_path / output).stat().st_size > 0, output
