@@ -26,8 +26,10 @@ import numpy as np
 
 try:
     from ._common import RESULTS, write_table
+    from .noise_robustness import classic
 except ImportError:  # run as a script
     from _common import RESULTS, write_table
+    from noise_robustness import classic
 
 DENSE_LIMIT = 1.5 * 2**30
 
@@ -45,16 +47,6 @@ def make_pair(side, size, seed):
                        mode="symmetric")
     kernel = kernels.random((size, size), rng=seed)
     return image, scipy.signal.fftconvolve(image, kernel, mode="same"), kernel
-
-
-def classic(image, output, size):
-    """The usual answer: a patch matrix from the first k*k windows, and its pseudoinverse."""
-    windows = np.lib.stride_tricks.sliding_window_view(image, (size, size))
-    width = windows.shape[1]
-    rows, cols = np.divmod(np.arange(size * size), width)
-    patches = windows[rows, cols].reshape(size * size, size * size)
-    interior = output[size // 2:, size // 2:][rows, cols]
-    return np.flip(np.linalg.pinv(patches) @ interior).reshape(size, size)
 
 
 def child(method, side, size, seed):

@@ -60,22 +60,8 @@ def as_float_array(value, name, *, min_ndim=1):
     Raises TypeError for non-numeric data and ValueError for too few dimensions, empty axes
     and NaN or infinite values; every message names `name`.
     """
-    try:
-        array = np.asarray(value)
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"{name} must be a numeric array-like; {exc}") from None
-    if array.dtype.kind not in "biufc":
-        raise TypeError(f"{name} must be a numeric array (bool, integer, float or complex); "
-                        f"got dtype {array.dtype}")
-    if array.ndim < min_ndim:
-        raise ValueError(f"{name} must have at least {min_ndim} dimension"
-                         f"{'s' if min_ndim > 1 else ''}; got shape {array.shape}")
-    if array.size == 0:
-        raise ValueError(f"{name} must not be empty; got shape {array.shape}")
-    array = array.astype(float_dtype(array.dtype), copy=False)
-    if not np.all(np.isfinite(array)):
-        raise ValueError(f"{name} contains NaN or infinite values")
-    return array
+    array = as_numeric_array(value, name, min_ndim=min_ndim)
+    return array.astype(float_dtype(array.dtype), copy=False)
 
 
 def check_scalar(value, name, *, complex_ok=True):
