@@ -64,16 +64,6 @@ def cases(quick):
     return found
 
 
-def centred(kernel, origin, convention):
-    """The fitted filter on an odd grid about its anchor, as the library's kernels are."""
-    anchors = [(k - 1) // 2 + o if convention == "convolution" else k // 2 + o
-               for k, o in zip(kernel.shape, origin)]
-    halves = [max(a, k - 1 - a) for a, k in zip(anchors, kernel.shape)]
-    out = np.zeros(tuple(2 * h + 1 for h in halves))
-    out[tuple(slice(h - a, h - a + k) for h, a, k in zip(halves, anchors, kernel.shape))] = kernel
-    return out
-
-
 def common(a, b):
     """Two kernels zero-padded, centred, to one shape."""
     shape = [max(x, y) for x, y in zip(a.shape, b.shape)]
@@ -88,7 +78,7 @@ def run(args):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             fit = kernelfit.fit_kernel(image, apply(image), "auto", boundary="auto", **options)
-        recovered, own_padded = common(centred(fit.kernel, fit.origin, fit.convention), own)
+        recovered, own_padded = common(fit.centred()[0], own)
         result = identify(fit)
         boundary = fit.boundary or ("unchanged frame" if fit.boundary_scores and min(
             fit.boundary_scores, key=fit.boundary_scores.get) == "unchanged" else "none")

@@ -14,7 +14,7 @@ import itertools
 import numpy as np
 
 from . import kernels
-from ._result import KernelFit
+from ._result import KernelFit, centre_on_anchor
 from ._validation import CONVENTIONS, as_float_array, check_choice, check_int_tuple
 
 __all__ = ["Identification", "identify"]
@@ -160,8 +160,8 @@ def identify(fit_or_kernel, *, tolerance=None, convention=None, stderr=None, ori
         if fit.kernel.ndim != len(fit.size):
             raise ValueError(f"identify takes one spatial kernel; this fit's kernel has shape "
                              f"{fit.kernel.shape} (channels): pass fit.kernel[..., c] instead")
-        kernel, stderr = np.asarray(fit.kernel), np.asarray(fit.stderr)
-        convention, origin = fit.convention, fit.origin
+        kernel, stderr = fit.centred()
+        convention, origin = fit.convention, (0,) * len(fit.size)
     else:
         kernel = as_float_array(fit_or_kernel, "kernel")
         convention = convention or "convolution"
@@ -176,13 +176,15 @@ def identify(fit_or_kernel, *, tolerance=None, convention=None, stderr=None, ori
         raise ValueError(f"tolerance must be positive; got {tolerance!r}")
     kernel = np.real_if_close(kernel)
     if stderr is not None:
-        kernel, stderr = _centred(kernel, stderr, tuple(origin), convention)
+        kernel, stderr = centre_on_anchor(kernel, stderr, kernel.shape, tuple(origin),
+                                          convention)
         floor = 5e-4 * np.abs(kernel).max() + (tolerance or 0.0)
         raw = np.where(np.isfinite(stderr), stderr, np.inf)
         sigma = np.sqrt(raw ** 2 + floor ** 2)
         by_chi2 = True
     else:
-        kernel, _ = _centred(kernel, np.zeros(kernel.shape), tuple(origin), convention)
+        kernel, _ = centre_on_anchor(kernel, np.zeros(kernel.shape), kernel.shape,
+                                     tuple(origin), convention)
         scale = np.abs(kernel).max() or 1.0
         sigma = np.full(kernel.shape, float(tolerance or 1e-3 * scale))
         by_chi2 = False
@@ -214,25 +216,6 @@ def identify(fit_or_kernel, *, tolerance=None, convention=None, stderr=None, ori
         model=best.model if best else np.zeros_like(kernel), candidates=tuple(candidates),
         separable=rank == 1, rank=rank, singular_values=singular, factors=factors,
         rational=_rational(kernel, sigma), negligible=negligible)
-
-
-def _centred(kernel, stderr, origin, convention):
-    """The same filter on an odd grid with its anchor in the middle (origin 0).
-
-    A fit may place a small kernel off-centre with an origin (Pillow's EMBOSS is 2x2 at
-    origin (1, 0)); the families describe kernels about their centre. The added
-    coefficients are exact zeros, with no uncertainty.
-    """
-    if not any(origin) and all(k % 2 for k in kernel.shape):
-        return kernel, stderr
-    anchors = [(k - 1) // 2 + o if convention == "convolution" else k // 2 + o
-               for k, o in zip(kernel.shape, origin)]
-    halves = [max(a, k - 1 - a) for a, k in zip(anchors, kernel.shape)]
-    index = tuple(slice(h - a, h - a + k) for h, a, k in zip(halves, anchors, kernel.shape))
-    centred = np.zeros(tuple(2 * h + 1 for h in halves), dtype=kernel.dtype)
-    centred_stderr = np.zeros(centred.shape)
-    centred[index], centred_stderr[index] = kernel, stderr
-    return centred, centred_stderr
 
 
 def _judge(kernel, sigma, by_chi2, name, description, parameters, model, n_parameters):

@@ -13,6 +13,26 @@ from ._convolve import convolve, padding
 __all__ = ["IdentifiabilityWarning", "KernelFit"]
 
 
+def centre_on_anchor(kernel, stderr, size, origin, convention):
+    """A kernel (and its stderr) on an odd grid with its anchor in the middle, origin 0.
+
+    The first ``len(size)`` axes are spatial; the rest (channels) are kept. The added
+    coefficients are exact zeros, with standard error 0.
+    """
+    kernel, stderr = np.asarray(kernel), np.asarray(stderr)
+    if not any(origin) and all(k % 2 for k in size):
+        return kernel.copy(), stderr.copy()
+    anchors = [(k - 1) // 2 + o if convention == "convolution" else k // 2 + o
+               for k, o in zip(size, origin)]
+    halves = [max(a, k - 1 - a) for a, k in zip(anchors, size)]
+    shape = tuple(2 * h + 1 for h in halves) + kernel.shape[len(size):]
+    index = tuple(slice(h - a, h - a + k) for h, a, k in zip(halves, anchors, size))
+    centred = np.zeros(shape, dtype=kernel.dtype)
+    centred_stderr = np.zeros(shape)
+    centred[index], centred_stderr[index] = kernel, stderr
+    return centred, centred_stderr
+
+
 class IdentifiabilityWarning(UserWarning):
     """The data do not determine every kernel coefficient; a minimum-norm kernel was returned."""
 
@@ -117,6 +137,36 @@ class KernelFit:
             value = getattr(self, name)
             if isinstance(value, np.ndarray):
                 value.flags.writeable = False
+
+    def centred(self):
+        """The kernel (and stderr) on an odd grid with the anchor in the middle, origin 0.
+
+        A fit may describe a filter by a small kernel placed off-centre with `origin`
+        (Pillow's EMBOSS is found as 2x2 at origin (1, 0)); this is the same filter as the
+        library would write it: an odd kernel about its centre, padded with exact zeros
+        (standard error 0). Spatial axes only; channel axes are kept.
+
+        Returns
+        -------
+        kernel, stderr : ndarray
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> import kernelfit
+        >>> x = np.random.default_rng(0).standard_normal((30, 30))
+        >>> y = kernelfit.convolve(x, [[1.0, 0.0], [0.0, -1.0]], origin=(1, 1))
+        >>> fit = kernelfit.fit_kernel(x, y, 2, origin=(1, 1), checks=False)
+        >>> centred = fit.centred()[0]
+        >>> centred.round(12) + 0.0
+        array([[ 1.,  0.,  0.],
+               [ 0., -1.,  0.],
+               [ 0.,  0.,  0.]])
+        >>> np.allclose(kernelfit.convolve(x, centred), y)  # the same filter
+        True
+        """
+        return centre_on_anchor(self.kernel, self.stderr, self.size, self.origin,
+                                self.convention)
 
     @property
     def negligible(self):

@@ -31,12 +31,6 @@ def _auto(image, output, **options):
         return fit_kernel(image, output, "auto", boundary="auto", **options)
 
 
-def _centred_kernel(fit):
-    """The fitted filter on an odd grid centred at its anchor (as identify sees it)."""
-    from kernelfit._identify import _centred
-    return _centred(fit.kernel, fit.stderr, fit.origin, fit.convention)[0]
-
-
 def _same(found, expected, atol):
     size = [max(a, b) for a, b in zip(found.shape, expected.shape)]
     pad = [lambda k, n=n: np.pad(k, [((n - s) // 2, (n - s) // 2) for s, n in
@@ -66,7 +60,7 @@ def test_pillow_builtin_filters(name, family, rational):
     # Pillow leaves a frame of the nominal kernel's half-width unchanged: no rule applies
     assert fit.boundary is None and min(fit.boundary_scores, key=fit.boundary_scores.get) \
         == "unchanged"
-    _same(_centred_kernel(fit), expected, atol=2e-3)
+    _same(fit.centred()[0], expected, atol=2e-3)
     # (Pillow rounds half up: a kernel over 2 puts half the outputs on .5, a bias of +0.25)
     assert fit.bias == pytest.approx(offset, abs=0.3)
     result = identify(fit)
