@@ -220,45 +220,61 @@ class FitProblem:
         m = int(np.prod(self.size)) * (self.n_in if self.layout == "full" else 1)
         return max(self._row_counts()) * m * self.dtype.itemsize
 
+    def system_keys(self, joint=True):
+        """The independent systems: None (one shared kernel), an output channel, or 'joint'.
+
+        'joint' is one design for every output channel of a 'full' kernel, when they all
+        use the same samples (several right-hand sides); `joint=False` asks for one system
+        per output channel instead.
+        """
+        if self.layout == "shared":
+            return [None]
+        if self.layout == "full" and joint and self._joint_rows():
+            return ["joint"]
+        return list(range(self.n_out))
+
+    def system_indices(self, key):
+        """Where a system's solution goes: flat indices into the kernel and bias arrays.
+
+        Returns ``coef_index`` (m, r) and ``bias_index`` (g, r), in correlation orientation,
+        for the r right-hand sides of the system `key` (see `system_keys`).
+        """
+        k, n_out = int(np.prod(self.size)), self.n_out
+        if key is None:
+            return np.arange(k)[:, None], np.arange(self.n_in)[:, None]
+        m = k * (self.n_in if self.layout == "full" else 1)
+        if key == "joint":
+            return np.arange(m)[:, None] * n_out + np.arange(n_out), np.arange(n_out)[None, :]
+        return (np.arange(m) * n_out + key)[:, None], np.array([[key]])
+
     def systems(self):
         """Yield the dense systems, one at a time (each built only when needed)."""
-        k = int(np.prod(self.size))
-        n_out = self.n_out
-        if self.layout == "shared":
-            channel = [np.broadcast_to(np.arange(self.n_in), p.usable.shape)[p.usable]
-                       for p in self.pairs]
-            yield System(self._stack(lambda p: (self.windows(p), p.usable)),
-                         self._stack_target(lambda p: p.usable, slice(None)),
-                         np.concatenate(channel) if self.bias else None,
-                         np.arange(k)[:, None], np.arange(self.n_in)[:, None])
-        elif self.layout == "separate":
-            for c in range(n_out):
+        spatial = len(self.size)
+
+        def channels_last(pair):  # (*S_out, *size, C_in): rows flatten like the kernel
+            return np.moveaxis(self.windows(pair), spatial, -1)
+
+        for key in self.system_keys():
+            indices = self.system_indices(key)
+            if key is None:
+                channel = [np.broadcast_to(np.arange(self.n_in), p.usable.shape)[p.usable]
+                           for p in self.pairs]
+                yield System(self._stack(lambda p: (self.windows(p), p.usable)),
+                             self._stack_target(lambda p: p.usable, slice(None)),
+                             np.concatenate(channel) if self.bias else None, *indices)
+            elif self.layout == "separate":
                 yield System(
-                    self._stack(lambda p: (np.take(self.windows(p), c, axis=len(self.size)),
-                                        p.usable[..., c])),
-                    self._stack_target(lambda p: p.usable[..., c], c),
-                    self._single_group(lambda p: p.usable[..., c]),
-                    (np.arange(k) * n_out + c)[:, None], np.array([[c]]))
-        else:
-            m = k * self.n_in
-
-            def channels_last(pair):  # (*S_out, *size, C_in): rows flatten like the kernel
-                return np.moveaxis(self.windows(pair), len(self.size), -1)
-
-            if self._joint_rows():
-                rows = lambda p: p.usable[..., 0]  # noqa: E731
-                yield System(self._stack(lambda p: (channels_last(p), rows(p))),
-                             self._stack_target(rows, slice(None)),
-                             self._single_group(rows),
-                             np.arange(m)[:, None] * n_out + np.arange(n_out),
-                             np.arange(n_out)[None, :])
+                    self._stack(lambda p: (np.take(self.windows(p), key, axis=spatial),
+                                           p.usable[..., key])),
+                    self._stack_target(lambda p: p.usable[..., key], key),
+                    self._single_group(lambda p: p.usable[..., key]), *indices)
             else:
-                for j in range(n_out):
-                    rows = lambda p, j=j: p.usable[..., j]  # noqa: E731
-                    yield System(self._stack(lambda p: (channels_last(p), rows(p))),
-                                 self._stack_target(rows, j),
-                                 self._single_group(rows),
-                                 (np.arange(m) * n_out + j)[:, None], np.array([[j]]))
+                column = 0 if key == "joint" else key
+                target = slice(None) if key == "joint" else key
+                rows = lambda p: p.usable[..., column]  # noqa: E731
+                yield System(self._stack(lambda p: (channels_last(p), rows(p))),
+                             self._stack_target(rows, target), self._single_group(rows),
+                             *indices)
 
     def _stack(self, select):
         """Rows of the patch matrix over every pair: only the selected windows are copied."""

@@ -220,20 +220,6 @@ class _Normal:
         self.rhs[column] += target_sums
 
 
-def _systems(problem):
-    """The systems as the dense path forms them: the layout, and one key per system.
-
-    The key is None (one shared kernel), an output channel, or 'joint' (one design for
-    every output channel, when they all use the same samples).
-    """
-    layout, n_out = problem.layout, problem.n_out
-    if layout == "shared":
-        return "shared", [None]
-    if layout == "separate":
-        return "separate", list(range(n_out))
-    return "full", ["joint"] if problem._joint_rows() else list(range(n_out))
-
-
 def _accumulate(problem, normals, kind, keys, spectra, target, usable):
     """Add one tile's statistics to every system."""
     size = problem.size
@@ -348,7 +334,7 @@ def _solve(normal, rhs):
 
 def solve_statistics(problem):
     """Least squares from the exact normal equations, refined once against exact residuals."""
-    kind, keys = _systems(problem)
+    kind, keys = problem.layout, problem.system_keys()
     k = int(np.prod(problem.size))
     m = k * (problem.n_in if kind == "full" else 1)
     groups = (problem.n_in if kind == "shared" else 1) if problem.bias else 0
@@ -373,7 +359,7 @@ def solve_statistics(problem):
         ss_res = rr - 2 * np.real(np.sum(np.conj(delta) * g, axis=0)) + np.real(
             np.sum(np.conj(delta) * (normal.gram @ delta), axis=0))
         refined.append((x + dx, b + db if normal.groups else b, np.maximum(ss_res, 0.0)))
-    return _estimate(problem, kind, keys, normals, refined)
+    return _estimate(problem, keys, normals, refined)
 
 
 def _residual_statistics(problem, kind, keys, normals, solutions, tiles):
@@ -412,20 +398,10 @@ def _residual_statistics(problem, kind, keys, normals, solutions, tiles):
     return out
 
 
-def _estimate(problem, kind, keys, normals, refined):
-    k = int(np.prod(problem.size))
-    n_out = problem.n_out
+def _estimate(problem, keys, normals, refined):
     builder = EstimateBuilder(problem)
     for key, normal, (x, b, ss_res) in zip(keys, normals, refined):
-        if kind == "shared":
-            coef, bias_index = np.arange(k)[:, None], np.arange(problem.n_in)[:, None]
-        elif kind == "separate":
-            coef, bias_index = (np.arange(k) * n_out + key)[:, None], np.array([[key]])
-        elif key == "joint":
-            coef = np.arange(normal.m)[:, None] * n_out + np.arange(n_out)
-            bias_index = np.arange(n_out)[None, :]
-        else:
-            coef, bias_index = (np.arange(normal.m) * n_out + key)[:, None], np.array([[key]])
+        coef, bias_index = problem.system_indices(key)
         # The total sum of squares about each column's mean, from the statistics.
         ss_tot = normal.yy - np.abs(normal.sy) ** 2 / normal.n_rows
         for j in range(x.shape[1]):

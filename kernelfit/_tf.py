@@ -258,16 +258,12 @@ class _Model:
     def _systems(self):
         """Unknowns of each independent system: (kernel flat indices, bias flat indices).
 
-        The same systems as the dense path: one for a shared kernel, one per output channel
-        otherwise (the Gram matrix is block-diagonal across them).
+        The dense path's systems, one per output channel for a channel-mixing kernel (the
+        Gram matrix is block-diagonal across them).
         """
         problem = self.problem
-        k = int(np.prod(problem.size))
-        if problem.layout == "shared":
-            return [(np.arange(k), np.arange(problem.n_in))]
-        m = k * (problem.n_in if problem.layout == "full" else 1)
-        stride = problem.n_out
-        return [(np.arange(m) * stride + j, np.array([j])) for j in range(problem.n_out)]
+        return [tuple(index[:, 0] for index in problem.system_indices(key))
+                for key in problem.system_keys(joint=False)]
 
     def _residuals(self):
         """(targets, predictions) over the usable samples of each system."""
