@@ -12,7 +12,7 @@ import warnings
 
 import numpy as np
 
-from ._convolve import padding
+from ._convolve import interior
 from ._result import IdentifiabilityWarning
 from ._validation import saturation_limits
 
@@ -58,9 +58,8 @@ def _with_spatial_mask(user_mask, spatial, output, channel_axis):
 
 def _interior_mask(shape, size, convention, origin):
     """True at 'same'-mode output samples whose window lies inside the input."""
-    pads = padding(size, "same", convention, origin)
     mask = np.zeros(shape, dtype=bool)
-    mask[tuple(slice(before, n - after) for (before, after), n in zip(pads, shape))] = True
+    mask[interior(shape, size, convention, origin)] = True
     return mask
 
 

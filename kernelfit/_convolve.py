@@ -260,6 +260,13 @@ def padding(kernel_shape, mode, convention, origin):
     return [(k // 2 + sign * o, (k - 1) // 2 - sign * o) for k, o in zip(kernel_shape, origin)]
 
 
+def interior(shape, size, convention, origin):
+    """Slices of a 'same'-mode output of spatial `shape` whose samples do not depend on the
+    edge rule: those whose window lies inside the input."""
+    pads = padding(size, "same", convention, origin)
+    return tuple(slice(before, n - after) for (before, after), n in zip(pads, shape))
+
+
 def _filter_padded(image, kernel, pad_width, pad_mode, fillvalue, convention, layout):
     """Extend the spatial axes of `image`, then filter in 'valid' geometry with scipy.
 

@@ -8,7 +8,7 @@ import functools
 
 import numpy as np
 
-from ._convolve import padding
+from ._convolve import interior, padding
 
 # A dense system larger than this (the patch matrix alone) is refused: the SVD needs as
 # much again, and the statistics-based path is the right tool for such sizes.
@@ -331,10 +331,9 @@ def extend(shape, size, mode, boundary, pad_mode, convention, origin):
     explain: with ``boundary=None`` in 'same' mode only the interior, which does not depend
     on the edge rule.
     """
-    pads = padding(size, mode, convention, origin)
     if mode == "same" and boundary is None:
-        crop = tuple(slice(before, n - after) for (before, after), n in zip(pads, shape))
-        return tuple(np.arange(n) for n in shape), crop
+        return tuple(np.arange(n) for n in shape), interior(shape, size, convention, origin)
+    pads = padding(size, mode, convention, origin)
     if mode == "valid":
         return tuple(np.arange(n) for n in shape), (slice(None),) * len(shape)
     maps = tuple(index_map(n, before, after, pad_mode)

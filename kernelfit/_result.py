@@ -8,7 +8,7 @@ import dataclasses
 
 import numpy as np
 
-from ._convolve import convolve, padding
+from ._convolve import convolve, interior
 
 __all__ = ["IdentifiabilityWarning", "KernelFit"]
 
@@ -213,14 +213,12 @@ class KernelFit:
                 bias = np.expand_dims(bias, tuple(range(1, output.ndim - channel_axis)))
             output = output + bias
         if rule is None and self.mode == "same":
-            pads = iter(padding(self.size, "same", self.convention, self.origin))
-            interior = tuple(slice(None) if axis == channel_axis else
-                             slice(before, n - after)
-                             for axis, n in enumerate(output.shape)
-                             for before, after in [(0, 0) if axis == channel_axis
-                                                   else next(pads)])
+            spatial = [n for axis, n in enumerate(output.shape) if axis != channel_axis]
+            inside = list(interior(spatial, self.size, self.convention, self.origin))
+            if channel_axis is not None:
+                inside.insert(channel_axis, slice(None))
             border = np.ones(output.shape, dtype=bool)
-            border[interior] = False
+            border[tuple(inside)] = False
             output[border] = np.nan
         return output
 
