@@ -260,6 +260,17 @@ def padding(kernel_shape, mode, convention, origin):
     return [(k // 2 + sign * o, (k - 1) // 2 - sign * o) for k, o in zip(kernel_shape, origin)]
 
 
+def anchor(kernel_shape, convention, origin=None):
+    """The kernel index over the output sample in 'same' mode, per axis.
+
+    scipy.signal's centring: ``K // 2`` in correlation orientation, ``(K - 1) // 2`` in
+    convolution orientation, moved by `origin` (as `padding` extends the input).
+    """
+    origin = origin or (0,) * len(kernel_shape)
+    return tuple((k // 2 if convention == "correlation" else (k - 1) // 2) + o
+                 for k, o in zip(kernel_shape, origin))
+
+
 def interior(shape, size, convention, origin):
     """Slices of a 'same'-mode output of spatial `shape` whose samples do not depend on the
     edge rule: those whose window lies inside the input."""

@@ -14,6 +14,7 @@ import itertools
 import numpy as np
 
 from . import kernels
+from ._convolve import anchor
 from ._result import KernelFit, centre_on_anchor
 from ._validation import CONVENTIONS, as_float_array, check_choice, check_int_tuple
 
@@ -236,10 +237,6 @@ def _judge(kernel, sigma, by_chi2, name, description, parameters, model, n_param
 
 # --- geometry helpers ----------------------------------------------------------------------
 
-def _anchor(shape, convention):
-    return tuple(k // 2 if convention == "correlation" else (k - 1) // 2 for k in shape)
-
-
 def _embed(small, shape, convention, crop=1e-3):
     """Place an odd, centred model inside a kernel of `shape` at its anchor.
 
@@ -255,8 +252,8 @@ def _embed(small, shape, convention, crop=1e-3):
             return None
         small = cropped
     out = np.zeros(shape)
-    anchor = _anchor(shape, convention)
-    index = tuple(slice(a - s // 2, a - s // 2 + s) for a, s in zip(anchor, small.shape))
+    at = anchor(shape, convention)
+    index = tuple(slice(a - s // 2, a - s // 2 + s) for a, s in zip(at, small.shape))
     if any(sl.start < 0 or sl.stop > k for sl, k in zip(index, shape)):
         return None
     out[index] = small
@@ -283,9 +280,9 @@ def _shift(kernel, zero, convention):
     index = np.unravel_index(np.argmax(np.abs(kernel)), kernel.shape)
     model = np.zeros(kernel.shape)
     model[index] = kernel[index]
-    anchor = _anchor(kernel.shape, convention)
+    at = anchor(kernel.shape, convention)
     sign = 1 if convention == "convolution" else -1
-    offset = tuple(int(sign * (i - a)) for i, a in zip(index, anchor))
+    offset = tuple(int(sign * (i - a)) for i, a in zip(index, at))
     value = float(kernel[index])
     if not any(offset):
         description = "identity" + _scale_text(value)
@@ -349,8 +346,8 @@ def _pillow_blurs(kernel, zero, convention):
 
 def _gaussian_model(shape, sigmas, convention):
     """Sampled Gaussian (normalised over `shape`) centred at the kernel's anchor."""
-    anchor = _anchor(shape, convention)
-    centre = [a if k % 2 else (k - 1) / 2 for a, k in zip(anchor, shape)]
+    at = anchor(shape, convention)
+    centre = [a if k % 2 else (k - 1) / 2 for a, k in zip(at, shape)]
     vectors = []
     for k, c, s in zip(shape, centre, sigmas):
         x = np.arange(k) - c

@@ -8,7 +8,7 @@ import dataclasses
 
 import numpy as np
 
-from ._convolve import convolve, interior
+from ._convolve import anchor, convolve, interior
 
 __all__ = ["IdentifiabilityWarning", "KernelFit"]
 
@@ -22,8 +22,7 @@ def centre_on_anchor(kernel, stderr, size, origin, convention):
     kernel, stderr = np.asarray(kernel), np.asarray(stderr)
     if not any(origin) and all(k % 2 for k in size):
         return kernel.copy(), stderr.copy()
-    anchors = [(k - 1) // 2 + o if convention == "convolution" else k // 2 + o
-               for k, o in zip(size, origin)]
+    anchors = anchor(size, convention, origin)
     halves = [max(a, k - 1 - a) for a, k in zip(anchors, size)]
     shape = tuple(2 * h + 1 for h in halves) + kernel.shape[len(size):]
     index = tuple(slice(h - a, h - a + k) for h, a, k in zip(halves, anchors, size))

@@ -11,6 +11,7 @@ import numbers
 
 import numpy as np
 
+from ._convolve import anchor
 from ._validation import CONVENTIONS, check_axis, check_choice, check_int_tuple
 
 __all__ = [
@@ -75,11 +76,6 @@ def _oriented(kernel_in_correlation, convention):
     if convention == "convolution":
         return np.flip(kernel_in_correlation).copy()
     return kernel_in_correlation
-
-
-def _anchor(size, convention):
-    """Index that 'same' mode aligns with the output sample (scipy.signal's centring)."""
-    return size // 2 if convention == "correlation" else (size - 1) // 2
 
 
 def gaussian(size=None, sigma=None, *, ndim=2, truncate=4.0):
@@ -470,7 +466,7 @@ def identity(size=1, *, ndim=2, convention="convolution"):
     sizes = check_int_tuple(size, "size", ndim, minimum=1)
     check_choice(convention, "convention", CONVENTIONS)
     kernel = np.zeros(sizes)
-    kernel[tuple(_anchor(k, convention) for k in sizes)] = 1.0
+    kernel[anchor(sizes, convention)] = 1.0
     return kernel
 
 
