@@ -281,13 +281,18 @@ class _Model:
             yield (np.concatenate([t[..., channels][u[..., channels]] for t, _, u in per_pair]),
                    np.concatenate([p[..., channels][u[..., channels]] for _, p, u in per_pair]))
 
+    def zero_targets(self):
+        """The batches with zero targets: the loss is then ``|J v|^2 / n``, its gradient
+        ``H v`` (a Hessian-vector product, as the Gram matrix and power iteration need)."""
+        return [(b[0], [self.tf.zeros_like(t) for t in b[1]], b[2]) for b in self.batches]
+
     def _gram(self):
         """The Gram matrix ``J^H W J`` over every unknown, one gradient per unknown.
 
         The loss is quadratic with no constant term at a zero target, so its gradient at a
         unit vector is ``2 / n`` times a column of the Gram matrix.
         """
-        zero = [(b[0], [self.tf.zeros_like(t) for t in b[1]], b[2]) for b in self.batches]
+        zero = self.zero_targets()
         n_real = sum(self.sizes)
         columns = []
         for j in range(n_real):
@@ -423,7 +428,7 @@ def _lipschitz(tf, model, rng, iterations=30):
 
     At a zero target the loss is ``|J v|^2 / n`` and its gradient is ``H v``.
     """
-    zero = [(b[0], [tf.zeros_like(t) for t in b[1]], b[2]) for b in model.batches]
+    zero = model.zero_targets()
     v = rng.standard_normal(sum(model.sizes))
     value = 1.0
     for _ in range(iterations):
