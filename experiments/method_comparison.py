@@ -29,10 +29,10 @@ METHODS = {
     "lstsq-dense": dict(method="lstsq-dense"),
     "lstsq-stats": dict(method="lstsq-stats"),
     "pinv": dict(method="pinv"),
-    "ridge (gcv)": dict(method="ridge", reg="gcv"),
-    "tf (cg)": dict(method="tf", verbose=False),
-    "tf (adam, 1000 steps)": dict(method="tf", optimizer="adam", max_steps=1000,
-                                  verbose=False),
+    "ridge (gcv)": dict(method="ridge", options={"reg": "gcv"}),
+    "tf (cg)": dict(method="tf", options={"verbose": False}),
+    "tf (adam, 1000 steps)": dict(method="tf", options={"optimizer": "adam",
+                                                        "max_steps": 1000, "verbose": False}),
 }
 
 
@@ -43,11 +43,11 @@ def run(args):
     output = synth.synthesize(image, kernel, noise=1.0, dtype=np.uint8, rng=args.seed)
     methods = dict(METHODS)
     if args.quick:
-        methods["tf (adam, 1000 steps)"] = dict(method="tf", optimizer="adam", max_steps=50,
-                                               verbose=False)
+        methods["tf (adam, 1000 steps)"] = dict(method="tf", options={
+            "optimizer": "adam", "max_steps": 50, "verbose": False})
     # warm up TensorFlow's import and tracing so that its time is the fit's own
-    kernelfit.fit_kernel(image[:16, :16], output[:16, :16], 3, method="tf", max_steps=2,
-                         verbose=False, checks=False)
+    kernelfit.fit_kernel(image[:16, :16], output[:16, :16], 3, method="tf",
+                         options={"max_steps": 2, "verbose": False}, checks=False)
     rows = []
     for name, options in list(methods.items()) + [("classic pinv (first 25 windows)", None)]:
         start = time.perf_counter()

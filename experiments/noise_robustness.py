@@ -36,8 +36,8 @@ def classic(image, output, size):
 def recover(method, image, output, size):
     if method == "classic pinv":
         return classic(image, output, size), None
-    options = {"lstsq": {}, "ridge (gcv)": dict(method="ridge", reg="gcv"),
-               "tf": dict(method="tf", verbose=False)}[method]
+    options = {"lstsq": {}, "ridge (gcv)": dict(method="ridge", options={"reg": "gcv"}),
+               "tf": dict(method="tf", options={"verbose": False})}[method]
     fit = kernelfit.fit_kernel(image, output, size, checks=False, **options)
     return fit.kernel, fit
 

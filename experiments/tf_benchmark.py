@@ -39,7 +39,7 @@ def _pair(source, side, size, seed):
 def run(sides, sizes, optimizers, seed, max_steps):
     # Warm up: TensorFlow's import and first trace are not part of any fit's time.
     warm = data.noise((16, 16), rng=0)
-    kernelfit.fit_kernel(warm, warm, 3, method="tf", max_steps=2)
+    kernelfit.fit_kernel(warm, warm, 3, method="tf", options={"max_steps": 2})
     rows = []
     for source in ("noise", "portrait"):
         for side in sides:
@@ -50,9 +50,8 @@ def run(sides, sizes, optimizers, seed, max_steps):
                 lstsq_time = time.perf_counter() - start
                 for optimizer in optimizers:
                     start = time.perf_counter()
-                    fit = kernelfit.fit_kernel(image, output, size, method="tf",
-                                               optimizer=optimizer, max_steps=max_steps,
-                                               verbose=False)
+                    fit = kernelfit.fit_kernel(image, output, size, method="tf", options={
+                        "optimizer": optimizer, "max_steps": max_steps, "verbose": False})
                     elapsed = time.perf_counter() - start
                     error = (np.abs(fit.kernel - reference.kernel).max()
                              / np.abs(reference.kernel).max())

@@ -33,8 +33,8 @@ def run(args):
     output = kernelfit.convolve(image, kernel)
     reference = kernelfit.fit_kernel(image, output, 5, checks=False).kernel
     scale = np.abs(reference).max()
-    kernelfit.fit_kernel(image[:16, :16], output[:16, :16], 3, method="tf", max_steps=2,
-                         verbose=False, checks=False)  # TensorFlow's start-up, once
+    kernelfit.fit_kernel(image[:16, :16], output[:16, :16], 3, method="tf",
+                         options={"max_steps": 2, "verbose": False}, checks=False)  # TensorFlow's start-up, once
     curves, rows = {}, []
     for optimizer in OPTIMIZERS:
         errors, times = [], []
@@ -44,9 +44,9 @@ def run(args):
             errors.append(np.abs(found - reference).max() / scale)
             times.append(time.perf_counter() - start)
 
-        fit = kernelfit.fit_kernel(image, output, 5, method="tf", optimizer=optimizer,
-                                   max_steps=steps, verbose=False, callback=record,
-                                   checks=False, seed=args.seed)
+        fit = kernelfit.fit_kernel(image, output, 5, method="tf", checks=False, options={
+            "optimizer": optimizer, "max_steps": steps, "verbose": False, "callback": record,
+            "rng": args.seed})
         elapsed = time.perf_counter() - start
         reached = [i for i, e in enumerate(errors) if e < TOLERANCE]
         curves[optimizer] = (fit.loss_history, errors)

@@ -10,10 +10,10 @@ __version__ = "0.1.0"
 
 from . import data, kernels, plot, synth
 from ._convolve import convolve, correlate
-from ._auto import ModelWarning
 from ._fit import fit_kernel
 from ._identify import Identification, identify
-from ._result import IdentifiabilityWarning, KernelFit
+from ._result import KernelFit
+from ._warnings import IdentifiabilityWarning, ModelWarning
 
 __all__ = [
     "IdentifiabilityWarning",

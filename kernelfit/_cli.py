@@ -237,11 +237,15 @@ def run_fit(args):
             mask = mask.any(axis=-1)
     size = args.size if args.size == "auto" or len(args.size) > 1 else args.size[0]
     origin = args.origin if len(args.origin) > 1 else args.origin[0]
+    if args.reg is not None and args.method != "ridge":
+        raise UsageError(f"--reg is used only with --method ridge; got --method {args.method}")
+    if args.method == "ridge" and args.reg is None:
+        raise UsageError("--method ridge needs --reg: a non-negative number, or gcv")
     fit = fit_kernel(image, target, size, mode=args.mode, boundary=args.boundary,
                      convention=args.convention or "convolution", method=args.method,
-                     bias=args.bias, channel_axis=channel_axis, channels=channels, mask=mask,
-                     reg=args.reg, origin=origin, max_size=args.max_size,
-                     **({"verbose": False} if args.method == "tf" else {}))
+                     options=_method_options(args.method, args.reg), bias=args.bias,
+                     channel_axis=channel_axis, channels=channels, mask=mask, origin=origin,
+                     max_size=args.max_size)
     predicted = fit.predict(image)
     peak = _peak(target)
     psnr = (10 * np.log10(peak ** 2 / fit.residual_rms ** 2) if fit.residual_rms > 0
@@ -271,6 +275,15 @@ def run_fit(args):
         _say(f"wrote {args.plot}", args.quiet)
     failed = not fit.identifiable or fit.stop_reason not in (None, "converged")
     return EXIT_FAILED if args.strict and failed else EXIT_OK
+
+
+def _method_options(method, reg):
+    """fit_kernel's options for a method chosen on the command line."""
+    if method == "ridge":
+        return {"reg": reg}
+    if method == "tf":
+        return {"verbose": False}  # the command line prints its own report
+    return None
 
 
 def _gray(array):
@@ -474,7 +487,7 @@ def run_demo(args):
                         rng=0)
     start = time.perf_counter()
     fit = fit_kernel(image, output, hidden.shape, method=args.method,
-                     **({"verbose": False} if args.method == "tf" else {}))
+                     options=_method_options(args.method, "gcv"))
     elapsed = time.perf_counter() - start
     if not args.quiet:
         print(f"kernelfit demo: the portrait ({image.shape[1]}x{image.shape[0]}, from "

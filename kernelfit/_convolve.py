@@ -5,6 +5,8 @@ Every kernel kernelfit recovers is checked against this model, and synthetic dat
 
 import numpy as np
 
+from ._geometry import block_maps, check_origin, region, support_for
+from ._operator import LAYOUTS, Operator, gather
 from ._validation import (
     CONVENTIONS,
     MODES,
@@ -12,7 +14,6 @@ from ._validation import (
     check_axis,
     check_boundary,
     check_choice,
-    check_int_tuple,
     check_scalar,
 )
 
@@ -20,7 +21,7 @@ __all__ = ["convolve", "correlate"]
 
 
 def convolve(image, kernel, *, mode="same", boundary="fill", fillvalue=0,
-             convention="convolution", channel_axis=None, origin=0):
+             convention="convolution", channel_axis=None, channels=None, origin=0):
     r"""Apply a kernel to N-D data: convolution (kernel flipped) or correlation.
 
     Parameters
@@ -50,11 +51,17 @@ def convolve(image, kernel, *, mode="same", boundary="fill", fillvalue=0,
         None: every axis of `image` is spatial. An int names the channel axis of `image`
         (C channels); then the kernel may be
 
-        - spatial only, ``(K1, ..., KD)``: every channel is filtered alike;
-        - ``(K1, ..., KD, C)``: each channel has its own kernel and the results are summed
-          into one output without a channel axis (an RGB "3-D convolution");
-        - ``(K1, ..., KD, C, C_out)``: a convolution layer; the output has ``C_out``
-          channels on `channel_axis`.
+        - spatial only, ``(K1, ..., KD)``: every channel is filtered alike ('shared');
+        - ``(K1, ..., KD, C)``: each channel has its own kernel, and the results are either
+          summed into one output without a channel axis (an RGB "3-D convolution",
+          'full') or kept apart, one output channel per input channel ('separate');
+        - ``(K1, ..., KD, C, C_out)``: a convolution layer ('full'); the output has
+          ``C_out`` channels on `channel_axis`.
+    channels : {None, 'shared', 'separate', 'full'}, optional
+        With a channel axis, the layout of the kernel, in :func:`kernelfit.fit_kernel`'s
+        vocabulary; None infers it from the kernel's dimensions, reading a
+        ``(K1, ..., KD, C)`` kernel as 'full' (channels summed). ``channels='separate'``
+        filters channel ``c`` with ``kernel[..., c]``, as a fit with that layout does.
     origin : int or sequence of int, optional
         Shifts the anchor in 'same' mode, per spatial axis, as `origin` in
         :func:`scipy.ndimage.correlate`: a positive origin moves the output towards lower
@@ -160,56 +167,55 @@ def convolve(image, kernel, *, mode="same", boundary="fill", fillvalue=0,
     pad_mode = check_boundary(boundary)
     fillvalue = check_scalar(fillvalue, "fillvalue")
     check_choice(convention, "convention", CONVENTIONS)
-
+    if channels is not None:
+        check_choice(channels, "channels", LAYOUTS)
     if channel_axis is None:
-        spatial_ndim = image.ndim
-        layout = "spatial"
-        if kernel.ndim != spatial_ndim:
+        if channels is not None:
+            raise ValueError(f"channels={channels!r} needs a channel_axis; without one every "
+                             f"axis of image is spatial")
+        if kernel.ndim != image.ndim:
             raise ValueError(f"kernel must have as many dimensions as image ({image.ndim}) "
                              f"when channel_axis is None; got kernel shape {kernel.shape}")
+        spatial_ndim, layout, n_in, n_out = image.ndim, "shared", 1, 1
+        image = image[..., np.newaxis]
     else:
         if image.ndim < 2:
             raise ValueError(f"image must have at least 2 dimensions with a channel_axis; "
                              f"got shape {image.shape}")
         channel_axis = check_axis(channel_axis, image.ndim, "channel_axis")
         spatial_ndim = image.ndim - 1
-        n_channels = image.shape[channel_axis]
-        layout = {0: "spatial", 1: "sum", 2: "layer"}.get(kernel.ndim - spatial_ndim)
-        if layout is None:
-            raise ValueError(
-                f"kernel must have {spatial_ndim} (spatial), {spatial_ndim + 1} (spatial, "
-                f"channels) or {spatial_ndim + 2} (spatial, C_in, C_out) dimensions for an "
-                f"image with {spatial_ndim} spatial axes; got kernel shape {kernel.shape}")
-        if layout != "spatial" and kernel.shape[spatial_ndim] != n_channels:
-            raise ValueError(f"kernel axis {spatial_ndim} has length "
-                             f"{kernel.shape[spatial_ndim]} but image has {n_channels} channels "
-                             f"on channel_axis={channel_axis}")
+        n_in = image.shape[channel_axis]
+        layout, n_out = _kernel_layout(kernel, spatial_ndim, n_in, channels, channel_axis)
+        image = np.moveaxis(image, channel_axis, -1)
 
-    spatial_kernel_shape = kernel.shape[:spatial_ndim]
-    spatial_image_shape = (image.shape if channel_axis is None else
-                           tuple(n for i, n in enumerate(image.shape) if i != channel_axis))
-    if mode == "valid" and any(k > n for k, n in zip(spatial_kernel_shape,
-                                                      spatial_image_shape)):
-        raise ValueError(f"kernel of spatial shape {spatial_kernel_shape} is larger than the "
-                         f"image's spatial shape {spatial_image_shape}; mode='valid' needs a "
-                         f"kernel no larger than the image along every axis")
-    origin = check_origin(origin, spatial_kernel_shape, mode, convention)
-
-    pad_width = padding(spatial_kernel_shape, mode, convention, origin)
+    size = kernel.shape[:spatial_ndim]
+    spatial_shape = image.shape[:-1]
+    if mode == "valid" and any(k > n for k, n in zip(size, spatial_shape)):
+        raise ValueError(f"kernel of spatial shape {size} is larger than the image's spatial "
+                         f"shape {spatial_shape}; mode='valid' needs a kernel no larger than "
+                         f"the image along every axis")
+    origin = check_origin(origin, size, mode, convention)
     dtype = np.result_type(image.dtype, kernel.dtype,
                            fillvalue if pad_mode == "constant" else 0)
-    image, kernel = image.astype(dtype, copy=False), kernel.astype(dtype, copy=False)
-    if channel_axis is not None:
-        image = np.moveaxis(image, channel_axis, -1)
-    output = _filter_padded(image, kernel, pad_width, pad_mode, fillvalue, convention,
-                            layout)
-    if channel_axis is not None and layout != "sum":
+    support = support_for(size, mode, convention, origin)
+    maps = block_maps(spatial_shape, support, region(spatial_shape, support, mode, pad_mode),
+                      pad_mode)
+    block = gather(image, maps, fillvalue, dtype)[np.newaxis]
+    if convention == "convolution":  # the operator correlates: flip the spatial axes
+        kernel = np.flip(kernel, axis=tuple(range(spatial_ndim)))
+    grey = layout == "full" and kernel.ndim == spatial_ndim + 1  # channels summed to one
+    if grey:
+        kernel = kernel[..., np.newaxis]
+    output = Operator(size, layout, n_in, n_out).on(block).forward(kernel.astype(dtype))[0]
+    if channel_axis is None or grey:
+        output = output[..., 0]
+    else:
         output = np.moveaxis(output, -1, channel_axis)
     return output.astype(dtype, copy=False)
 
 
 def correlate(image, kernel, *, mode="same", boundary="fill", fillvalue=0, channel_axis=None,
-              origin=0):
+              channels=None, origin=0):
     """Apply a kernel without flipping it: ``convolve(..., convention='correlation')``.
 
     Parameters and returns are those of :func:`convolve`. The kernel is not conjugated
@@ -223,88 +229,31 @@ def correlate(image, kernel, *, mode="same", boundary="fill", fillvalue=0, chann
     array([3., 6.])
     """
     return convolve(image, kernel, mode=mode, boundary=boundary, fillvalue=fillvalue,
-                    convention="correlation", channel_axis=channel_axis, origin=origin)
+                    convention="correlation", channel_axis=channel_axis, channels=channels,
+                    origin=origin)
 
 
-def check_origin(origin, kernel_shape, mode, convention):
-    """Validate `origin` against the kernel shape and mode; return a tuple of ints."""
-    origin = check_int_tuple(origin, "origin", len(kernel_shape))
-    if mode != "same":
-        if any(origin):
-            raise ValueError(f"origin must be 0 for mode={mode!r}; only 'same' has an anchor "
-                             f"to shift; got origin={origin}")
-        return origin
-    for o, k in zip(origin, kernel_shape):
-        # Correlation anchors at k // 2; convolution mirrors both the anchor and the shift.
-        low, high = (-(k // 2), (k - 1) // 2) if convention == "correlation" else (
-            -((k - 1) // 2), k // 2)
-        if not low <= o <= high:
-            raise ValueError(f"origin={origin} is out of range for a kernel of shape "
-                             f"{tuple(kernel_shape)} with convention={convention!r}: each "
-                             f"entry must lie between {low} and {high} for length {k}")
-    return origin
-
-
-def padding(kernel_shape, mode, convention, origin):
-    """Input extension per spatial axis, ``[(before, after), ...]``, that makes 'valid' give `mode`.
-
-    Every geometry is computed as a 'valid' filtering of the extended input: 'full' extends
-    by ``K - 1`` on both sides; 'same' by ``K // 2`` before and ``(K - 1) // 2`` after in
-    correlation orientation (scipy.signal's centring), moved by `origin`.
-    """
-    if mode == "valid":
-        return [(0, 0)] * len(kernel_shape)
-    if mode == "full":
-        return [(k - 1, k - 1) for k in kernel_shape]
-    sign = 1 if convention == "correlation" else -1
-    return [(k // 2 + sign * o, (k - 1) // 2 - sign * o) for k, o in zip(kernel_shape, origin)]
-
-
-def anchor(kernel_shape, convention, origin=None):
-    """The kernel index over the output sample in 'same' mode, per axis.
-
-    scipy.signal's centring: ``K // 2`` in correlation orientation, ``(K - 1) // 2`` in
-    convolution orientation, moved by `origin` (as `padding` extends the input).
-    """
-    origin = origin or (0,) * len(kernel_shape)
-    return tuple((k // 2 if convention == "correlation" else (k - 1) // 2) + o
-                 for k, o in zip(kernel_shape, origin))
-
-
-def interior(shape, size, convention, origin):
-    """Slices of a 'same'-mode output of spatial `shape` whose samples do not depend on the
-    edge rule: those whose window lies inside the input."""
-    pads = padding(size, "same", convention, origin)
-    return tuple(slice(before, n - after) for (before, after), n in zip(pads, shape))
-
-
-def _filter_padded(image, kernel, pad_width, pad_mode, fillvalue, convention, layout):
-    """Extend the spatial axes of `image`, then filter in 'valid' geometry with scipy.
-
-    `image` has its channels (if any) on the last axis. scipy.signal.convolve chooses the
-    direct or FFT method by size, so there is no Python loop over pixels.
-    """
-    n_spatial = len(pad_width)
-    channel_pad = [(0, 0)] * (image.ndim - n_spatial)
-    extra = {"constant_values": fillvalue} if pad_mode == "constant" else {}
-    if any(before or after for before, after in pad_width):
-        image = np.pad(image, list(pad_width) + channel_pad, mode=pad_mode, **extra)
-    spatial = tuple(range(n_spatial))
-    # scipy convolves: flip a correlation kernel so that the result is the wanted one.
-    if convention == "correlation":
-        kernel = np.flip(kernel, axis=spatial)
-
-    import scipy.signal  # imported here: it takes most of a second to load
-
-    def valid(k):
-        return scipy.signal.convolve(image, k, mode="valid")
-
-    if layout == "spatial":
-        if image.ndim > n_spatial:  # the same kernel for every channel
-            return valid(kernel[..., np.newaxis])
-        return valid(kernel)
-    # Channel axes are summed, never flipped: reverse them so scipy's flip undoes it.
-    if layout == "sum":
-        return valid(kernel[..., ::-1])[..., 0]
-    return np.stack([valid(kernel[..., ::-1, c])[..., 0] for c in range(kernel.shape[-1])],
-                    axis=-1)
+def _kernel_layout(kernel, spatial_ndim, n_channels, channels, channel_axis):
+    """The layout ('shared', 'separate', 'full') of a kernel for an image with channels, and
+    the number of output channels."""
+    extra = kernel.ndim - spatial_ndim
+    if extra not in (0, 1, 2):
+        raise ValueError(
+            f"kernel must have {spatial_ndim} (spatial), {spatial_ndim + 1} (spatial, "
+            f"channels) or {spatial_ndim + 2} (spatial, C_in, C_out) dimensions for an image "
+            f"with {spatial_ndim} spatial axes; got kernel shape {kernel.shape}")
+    if extra and kernel.shape[spatial_ndim] != n_channels:
+        raise ValueError(f"kernel axis {spatial_ndim} has length {kernel.shape[spatial_ndim]} "
+                         f"but image has {n_channels} channels on channel_axis={channel_axis}")
+    inferred = {0: "shared", 1: "full", 2: "full"}[extra]
+    layout = channels or inferred
+    accepted = {"shared": 0, "separate": 1, "full": (1, 2)}[layout]
+    if extra not in np.atleast_1d(accepted):
+        shapes = {"shared": "spatial only, (K1, ..., KD)",
+                  "separate": "(K1, ..., KD, C)",
+                  "full": "(K1, ..., KD, C) or (K1, ..., KD, C, C_out)"}[layout]
+        raise ValueError(f"channels={layout!r} needs a kernel {shapes}; got kernel shape "
+                         f"{kernel.shape}")
+    n_out = {"shared": n_channels, "separate": n_channels,
+             "full": kernel.shape[-1] if extra == 2 else 1}[layout]
+    return layout, n_out

@@ -14,7 +14,7 @@ import itertools
 import numpy as np
 
 from . import kernels
-from ._convolve import anchor
+from ._geometry import anchor
 from ._result import KernelFit, centre_on_anchor
 from ._validation import CONVENTIONS, as_float_array, check_choice, check_int_tuple
 

@@ -1,4 +1,4 @@
-"""The one result type every fitting method returns, and the warning for undetermined kernels.
+"""The result: the one type every fitting path returns.
 
 A KernelFit holds the kernel, its diagnostics and the geometry it was fitted in, so that it can
 re-apply itself (`predict`) and print a readable summary.
@@ -8,9 +8,10 @@ import dataclasses
 
 import numpy as np
 
-from ._convolve import anchor, convolve, interior
+from ._convolve import convolve
+from ._geometry import anchor, interior
 
-__all__ = ["IdentifiabilityWarning", "KernelFit"]
+__all__ = ["KernelFit"]
 
 
 def centre_on_anchor(kernel, stderr, size, origin, convention):
@@ -30,10 +31,6 @@ def centre_on_anchor(kernel, stderr, size, origin, convention):
     centred_stderr = np.zeros(shape)
     centred[index], centred_stderr[index] = kernel, stderr
     return centred, centred_stderr
-
-
-class IdentifiabilityWarning(UserWarning):
-    """The data do not determine every kernel coefficient; a minimum-norm kernel was returned."""
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
@@ -59,7 +56,10 @@ class KernelFit:
         degrees of freedom.
     bias_stderr : float, ndarray or None
         Standard error of `bias`.
-    method, mode, boundary, convention : str (boundary may be None)
+    method : str
+        The path that solved it: 'lstsq-dense' (SVD of the patch matrix), 'lstsq-stats'
+        (normal equations from the statistics), 'pinv', 'ridge' or 'tf'.
+    mode, boundary, convention : str (boundary may be None)
         How the kernel was fitted: `boundary` None means only output samples that do not
         depend on the edge rule were used.
     fillvalue : number
@@ -195,15 +195,10 @@ class KernelFit:
             Shaped like the fitted output.
         """
         rule = self.boundary if boundary is None else boundary
-        options = dict(mode=self.mode, boundary=rule or "fill", fillvalue=self.fillvalue,
-                       convention=self.convention, origin=self.origin)
-        if self.channels == "separate":
-            image = np.moveaxis(np.asarray(input), self.channel_axis, -1)
-            output = np.stack([convolve(image[..., c], self.kernel[..., c], **options)
-                               for c in range(image.shape[-1])], axis=-1)
-            output = np.moveaxis(output, -1, self.channel_axis)
-        else:
-            output = convolve(input, self.kernel, channel_axis=self.channel_axis, **options)
+        output = convolve(input, self.kernel, mode=self.mode, boundary=rule or "fill",
+                          fillvalue=self.fillvalue, convention=self.convention,
+                          origin=self.origin, channel_axis=self.channel_axis,
+                          channels=self.channels)
         channel_axis = (None if output.ndim == len(self.size)
                         else self.channel_axis % output.ndim)
         if self.bias is not None:

@@ -1,415 +1,585 @@
-"""Exact least squares for large images from sufficient statistics, at the cost of a few FFTs.
+"""Statistics: the sufficient statistics of the fit's least-squares systems, merged by `+`.
 
-The normal equations need only the Gram matrix of the windows and their correlation with the
-output. Over the exact set of windows the fit uses, the Gram matrix is a full-image
-correlation (one FFT) less sums over border strips narrower than the kernel, which cost
-O(kernel^3 x side) in 2-D. Masked samples are a low-rank correction; tiles and pairs add.
+For a support (a box of taps) and a set of output samples, each system's Gram matrix
+``[A 1]^H [A 1]``, its correlation with the targets ``[A 1]^H B`` and the targets' energy are
+sums over samples, so tiles, bands, pairs and machines simply add. The Gram matrix of a box
+holds that of every support inside it as a sub-block (`Statistics.restrict`).
 """
 
+import dataclasses
 import itertools
 
 import numpy as np
-import scipy.fft
-import scipy.linalg
 
-from ._solvers import EstimateBuilder, gram_diagnostics
+from ._geometry import Support
+from ._operator import Operator
 
-# Output samples per tile (times channels): bounds the memory of the FFTs and strip sums.
-# When all the data fit in one tile's budget, the tiles and their spectra are kept for the
-# refinement pass instead of being read and transformed again.
-TILE_ELEMENTS = 1 << 23
-
-
-# --- statistics of one block ---------------------------------------------------------------
-
-class Spectra:
-    """FFTs of the channels of one extended block, shared by every statistic of that block."""
-
-    def __init__(self, block, size):
-        self.block = block  # (*S, C)
-        self.size = tuple(size)
-        self.shape = block.shape[:-1]
-        self.real = not np.iscomplexobj(block)
-        self.lengths = tuple(scipy.fft.next_fast_len(s + k - 1, real=self.real)
-                             for s, k in zip(self.shape, self.size))
-        axes = tuple(range(len(self.shape)))
-        forward = scipy.fft.rfftn if self.real else scipy.fft.fftn
-        self.axes = axes
-        self.channels = [forward(block[..., c], s=self.lengths, axes=axes, workers=-1)
-                         for c in range(block.shape[-1])]
-
-    def _inverse(self, spectrum):
-        inverse = scipy.fft.irfftn if self.real else scipy.fft.ifftn
-        return inverse(spectrum, s=self.lengths, axes=self.axes, workers=-1)
-
-    def _spectrum(self, array):
-        forward = scipy.fft.rfftn if self.real and not np.iscomplexobj(array) else None
-        if forward is None:
-            if self.real:  # complex residuals against a real input: two real transforms
-                return self._spectrum(array.real), self._spectrum(array.imag)
-            forward = scipy.fft.fftn
-        return forward(array, s=self.lengths, axes=self.axes, workers=-1)
-
-    def gram(self, c, d):
-        """``sum_n conj(x_c[n + p]) x_d[n + q]`` over the valid windows, (m, m) flat."""
-        lag_index = np.ix_(*(np.arange(-(k - 1), k) % n
-                             for k, n in zip(self.size, self.lengths)))
-        full = self._inverse(np.conj(self.channels[c]) * self.channels[d])[lag_index]
-        return _assemble(full, _strip_terms(self.block[..., c], self.block[..., d],
-                                            self.size), self.size)
-
-    def rhs(self, c, target):
-        """``sum_n conj(x_c[n + p]) y[n]`` for every kernel offset p, flat (m,)."""
-        spectrum = self._spectrum(target)
-        if isinstance(spectrum, tuple):  # real input, complex target
-            real, imag = (self._inverse(np.conj(self.channels[c]) * s) for s in spectrum)
-            corr = real + 1j * imag
-        else:
-            corr = self._inverse(np.conj(self.channels[c]) * spectrum)
-        index = np.ix_(*((-np.arange(k)) % n for k, n in zip(self.size, self.lengths)))
-        return corr[index].ravel()
-
-    def predict(self, c, kernel):
-        """The 'valid' correlation of channel c with `kernel` (correlation orientation)."""
-        spectrum = self._spectrum(np.flip(kernel))  # correlation = convolution, flipped
-        if isinstance(spectrum, tuple):
-            real, imag = (self._inverse(self.channels[c] * s) for s in spectrum)
-            full = real + 1j * imag
-        else:
-            full = self._inverse(self.channels[c] * spectrum)
-        valid = tuple(slice(k - 1, s) for k, s in zip(self.size, self.shape))
-        return full[valid]
-
-    def sums(self, c):
-        """``sum_n x_c[n + p]`` over the valid windows: box sums by cumulative sums, flat."""
-        out = self.block[..., c]
-        for axis, (k, s) in enumerate(zip(self.size, self.shape)):
-            cumulative = np.concatenate([np.zeros_like(np.take(out, [0], axis=axis)),
-                                         np.cumsum(out, axis=axis)], axis=axis)
-            p = np.arange(k)
-            out = np.take(cumulative, p + s - k + 1, axis=axis) - np.take(cumulative, p,
-                                                                          axis=axis)
-        return out.ravel()
+# Up to this many unknowns per system (m^2 products per sample against a few FFTs), the Gram
+# matrix of a tile is summed from its windows; above it, from the FFT less edge terms.
+DIRECT_UNKNOWNS = 30
+# Windows materialised at once on the direct path (rows x unknowns), at most a tile's worth.
+DIRECT_CHUNK = 1 << 18
 
 
-def _strip_terms(a, b, size):
-    """The border-strip corrections of the Gram matrix, one array per non-empty axis set T.
+@dataclasses.dataclass(frozen=True)
+class Statistics:
+    """Sufficient statistics of the fit's systems for the taps of `support`.
 
-    Along each axis the valid box of window starts is the whole range less a low strip
-    (m < p) and a high strip (m > p + S - K). Expanding the product over axes of
-    ``1 - low - high`` gives, for each axis set T, ``(-1)^|T|`` times the correlation of
-    a and b summed over all other axes, weighted by the strip indicators on T.
+    Each of the S systems (one shared kernel; one per channel for 'separate'; one for every
+    output channel of a 'full' kernel, or one per output channel when they use different
+    samples) has unknowns ``[kernel (m * n_taps_channels), bias (groups)]`` and R right-hand
+    sides. The kernel unknowns are ordered tap-major, input channel minor.
+
+    Attributes
+    ----------
+    support : Support
+    channels : int
+        Input channels per tap in the unknowns (C_in for 'full', else 1).
+    groups : int
+        Bias groups: a bias per input channel for 'shared', else one.
+    gram : (S, M, M) ndarray
+        ``[A 1]^H [A 1]``; its bias block's diagonal counts the samples of each group.
+    rhs : (S, M, R) ndarray
+        ``[A 1]^H B``: the bias rows are the sums of the targets.
+    yy : (S, R) ndarray
+        Sums of ``|B|^2``.
     """
-    shape = a.shape
+
+    support: Support
+    channels: int
+    groups: int
+    gram: np.ndarray
+    rhs: np.ndarray
+    yy: np.ndarray
+
+    def __add__(self, other):
+        if (self.support, self.channels, self.groups) != (other.support, other.channels,
+                                                          other.groups):
+            raise ValueError("statistics of different supports or layouts do not add")
+        return dataclasses.replace(self, gram=self.gram + other.gram,
+                                   rhs=self.rhs + other.rhs, yy=self.yy + other.yy)
+
+    @property
+    def n_kernel(self):
+        return self.support.size * self.channels
+
+    @property
+    def counts(self):
+        """Samples per system and bias group, (S, groups)."""
+        m = self.n_kernel
+        return np.real(np.diagonal(self.gram[:, m:, m:], axis1=1, axis2=2)).round().astype(
+            np.int64)
+
+    @property
+    def n_rows(self):
+        """Samples (equations) per system, (S,)."""
+        return self.counts.sum(axis=1)
+
+    def unknowns(self, support):
+        """Indices of the kernel unknowns of `support` (inside this one), then the bias."""
+        taps = support.positions_in(self.support)
+        kernel = (taps[:, np.newaxis] * self.channels + np.arange(self.channels)).ravel()
+        return kernel, self.n_kernel + np.arange(self.groups)
+
+    def restrict(self, support):
+        """The statistics of a support inside this one, on the same samples."""
+        if support == self.support:
+            return self
+        kernel, bias = self.unknowns(support)
+        index = np.concatenate([kernel, bias])
+        return Statistics(support, self.channels, self.groups,
+                          self.gram[:, index[:, np.newaxis], index],
+                          self.rhs[:, index], self.yy)
+
+
+def zeros(support, layout, n_in, n_out, joint, dtype):
+    """Empty statistics for a fit's layout (see `Statistics`)."""
+    channels = n_in if layout == "full" else 1
+    groups = n_in if layout == "shared" else 1
+    systems = 1 if layout == "shared" or (layout == "full" and joint) else n_out
+    columns = n_out if layout == "full" and joint else 1
+    size = support.size * channels + groups
+    return Statistics(support, channels, groups, np.zeros((systems, size, size), dtype),
+                      np.zeros((systems, size, columns), dtype), np.zeros((systems, columns)))
+
+
+# --- the pass over the pixels -------------------------------------------------------------
+
+# Samples (times channels) per tile: bounds the memory of a tile's FFTs and windows. Tiles of
+# the same shape (from many pairs) are stacked into batches of up to this size.
+TILE_ELEMENTS = 1 << 22
+
+
+def tiles(problem, support, boxes):
+    """Every pair's output samples in `boxes`, as (band, pair, box): bands are the top and
+    bottom halves of each box's rows, cut into tiles of at most TILE_ELEMENTS samples."""
+    channels = max(problem.n_in, problem.n_out)
+    for pair, box in zip(problem.pairs, boxes):
+        if box.empty:
+            continue
+        first, last = box.start[0], box.stop[0]
+        halo = [k - 1 for k in support.shape]
+        per_row = channels * int(np.prod([n + h for n, h in zip(box.shape[1:], halo[1:])]))
+        step = max(1, TILE_ELEMENTS // max(1, per_row) - halo[0])
+        middle = first + (last - first) // 2 if last - first >= 2 else last
+        for band, (start, stop) in enumerate(((first, middle), (middle, last))):
+            for row in range(start, stop, step):
+                yield band, pair, box.rows(row, min(row + step, stop))
+
+
+def read_tiles(problem, support, boxes, pad_mode):
+    """The tiles of `tiles`, read: (band, Block)."""
+    for band, pair, box in tiles(problem, support, boxes):
+        yield band, pair.block(support, box, pad_mode, problem.fillvalue, problem.dtype)
+
+
+def batches(problem, support, boxes, pad_mode):
+    """Tiles of one band and shape read and stacked along the batch axis, within the tile
+    budget: one FFT and one set of GEMMs for many small pairs. One batch is read at a
+    time."""
+    pending, key, size = [], None, 0
+    halo = np.array(support.shape) - 1
+
+    def flush():
+        blocks = [pair.block(support, box, pad_mode, problem.fillvalue, problem.dtype)
+                  for pair, box in pending]
+        if len(blocks) == 1:
+            return blocks[0]
+        return type(blocks[0])(*(np.concatenate([getattr(b, name) for b in blocks])
+                                 for name in ("extended", "target", "usable")))
+
+    for band, pair, box in tiles(problem, support, boxes):
+        here = (band, box.shape)
+        elements = int(np.prod(np.array(box.shape) + halo)) * problem.n_in
+        if pending and (here != key or size + elements > TILE_ELEMENTS):
+            yield key[0], flush()
+            pending, size = [], 0
+        pending.append((pair, box))
+        key, size = here, size + elements
+    if pending:
+        yield key[0], flush()
+
+
+def accumulate(problem, support, boxes, pad_mode):
+    """One pass over the samples `boxes` of every pair: the statistics of `support`, per
+    band (top and bottom halves of the rows); their sum is the whole."""
+    operator = Operator(support.shape, problem.layout, problem.n_in, problem.n_out)
+    bands = [zeros(support, problem.layout, problem.n_in, problem.n_out, problem.joint,
+                   problem.dtype) for _ in range(2)]
+    for band, block in batches(problem, support, boxes, pad_mode):
+        applied = operator.on(block.extended)
+        bands[band] = bands[band] + tile_statistics(applied, block.target, block.usable,
+                                                    support, problem.layout, problem.joint)
+    return bands
+
+
+@dataclasses.dataclass(frozen=True)
+class FirstPass:
+    """The statistics of the first pass: `support` over the samples `boxes` (per pair), the
+    input extended by `pad_mode` (None: windows inside the input), per band and in total."""
+
+    support: Support
+    boxes: tuple
+    pad_mode: object
+    bands: tuple
+    total: Statistics
+
+
+def first_pass(problem, support, boxes, pad_mode):
+    """One pass over the pixels: the statistics every later question is answered from."""
+    bands = accumulate(problem, support, boxes, pad_mode)
+    return FirstPass(support, tuple(boxes), pad_mode, tuple(bands), bands[0] + bands[1])
+
+
+def statistics_for(problem, first, design):
+    """The statistics of a design (its support, samples and edge rule).
+
+    From the first pass when its samples lie inside the design's and its windows do not
+    depend on a different edge rule (a sub-block, plus the samples in between, read as thin
+    tiles); otherwise from a pass of its own.
+    """
+    support = design.support
+    if first is not None and first.support.contains(support) and all(
+            large.contains(small) for small, large in zip(first.boxes, design.boxes)) and (
+            first.pad_mode is None or first.pad_mode == design.pad_mode):
+        return extend(problem, first.total, support, first.boxes, design.boxes,
+                      design.pad_mode)
+    bands = accumulate(problem, support, design.boxes, design.pad_mode)
+    return bands[0] + bands[1]
+
+
+def extend(problem, stats, support, inner, outer, pad_mode):
+    """The statistics of `support` over the samples `outer` (per pair), from those over
+    `inner` (inside it) and the samples in between, read as thin tiles."""
+    total = stats.restrict(support)
+    operator = Operator(support.shape, problem.layout, problem.n_in, problem.n_out)
+    for pair, small, large in zip(problem.pairs, inner, outer):
+        pieces = large.minus(small) if not small.empty else [large]
+        for piece in pieces:
+            if piece.empty:
+                continue
+            block = pair.block(support, piece, pad_mode, problem.fillvalue, problem.dtype)
+            total = total + tile_statistics(operator.on(block.extended), block.target,
+                                            block.usable, support, problem.layout,
+                                            problem.joint)
+    return total
+
+
+# --- one tile ---------------------------------------------------------------------------------
+
+def tile_statistics(applied, target, usable, support, layout, joint):
+    """Statistics of the 'valid' windows of one block of the operator (`applied`).
+
+    `target` and `usable` are (B, *S_valid, C_out): the outputs at the windows and which of
+    them count. Small problems sum the windows directly; large ones use the block's FFT.
+    """
+    op = applied.operator
+    stats = zeros(support, layout, op.n_in, op.n_out, joint, applied.block.dtype)
+    m = support.size * (op.n_in if layout == "full" else 1)
+    if m <= DIRECT_UNKNOWNS or not applied.use_fft:
+        return _direct(stats, applied, target, usable, layout)
+    return _spectral(stats, applied, target, usable, layout)
+
+
+def _system_rows(layout, joint, n_in, n_out):
+    """Per system: (input channels of its windows, output channels of its targets, the
+    channel whose usable flags pick its rows)."""
+    if layout == "shared":
+        return [(c, c, c) for c in range(n_in)]  # all one system, bias group c
+    if layout == "separate":
+        return [(c, c, c) for c in range(n_out)]
+    if joint:
+        return [(slice(None), slice(None), 0)]
+    return [(slice(None), j, j) for j in range(n_out)]
+
+
+def _direct(stats, applied, target, usable, layout):
+    """Sums over the used windows themselves, a chunk of rows at a time."""
+    op = applied.operator
+    gram, rhs, yy = stats.gram.copy(), stats.rhs.copy(), stats.yy.copy()
+    ndim = len(op.shape)
+    windows = np.moveaxis(applied.windows(), ndim + 1, -1)  # (B, *V, *K, C_in): taps major
+    lead = windows.shape[:ndim + 1]
+    flat_target = target.reshape(-1, target.shape[-1])
+    flat_usable = usable.reshape(-1, usable.shape[-1])
+    m = stats.n_kernel
+    joint = layout == "full" and gram.shape[0] == 1
+    for s, (channel, outputs, rows_of) in enumerate(_system_rows(layout, joint, op.n_in,
+                                                                 op.n_out)):
+        system = 0 if layout == "shared" else s
+        group = s if layout == "shared" else 0
+        selected = np.flatnonzero(flat_usable[:, rows_of])
+        step = max(1, min(DIRECT_CHUNK, TILE_ELEMENTS) // max(1, m))
+        for start in range(0, selected.size, step):
+            rows = selected[start:start + step]
+            W = windows[np.unravel_index(rows, lead)][..., channel].reshape(rows.size, -1)
+            y = flat_target[rows][:, outputs].reshape(rows.size, -1)
+            Wh = W.conj().T
+            gram[system, :m, :m] += Wh @ W
+            rhs[system, :m] += Wh @ y
+            sums = W.sum(axis=0)
+            gram[system, m + group, :m] += sums
+            gram[system, :m, m + group] += np.conj(sums)
+            gram[system, m + group, m + group] += rows.size
+            rhs[system, m + group] += y.sum(axis=0)
+            yy[system] += np.sum(np.abs(y) ** 2, axis=0)
+    return dataclasses.replace(stats, gram=gram, rhs=rhs, yy=yy)
+
+
+def _spectral(stats, applied, target, usable, layout):
+    """The Gram matrices from the block's FFT less edge terms; the masked rows as a
+    correction (or, when most rows are masked, the kept windows directly)."""
+    op = applied.operator
+    shape = op.shape
+    m = stats.n_kernel
+    gram, rhs, yy = stats.gram.copy(), stats.rhs.copy(), stats.yy.copy()
+    block = applied.block
+    n_in = op.n_in
+    joint = layout == "full" and gram.shape[0] == 1
+    cache = {}
+
+    def all_rows_gram(c, d):
+        if (c, d) not in cache:
+            cache[(c, d)] = valid_gram(applied, c, d)
+        return cache[(c, d)]
+
+    sums_cache = {}
+
+    def all_rows_sums(c):
+        if c not in sums_cache:
+            sums_cache[c] = _box_sums(block[..., c], shape)
+        return sums_cache[c]
+
+    windows = None
+    for s, (channel, outputs, rows_of) in enumerate(_system_rows(layout, joint, n_in,
+                                                                 op.n_out)):
+        system = 0 if layout == "shared" else s
+        group = s if layout == "shared" else 0
+        kept = usable[..., rows_of]
+        n_kept = int(kept.sum())
+        masked = ~kept
+        channels = [channel] if isinstance(channel, int) else list(range(n_in))
+        out_channels = [outputs] if isinstance(outputs, int) else list(range(op.n_out))
+        y = np.where(kept[..., np.newaxis], target[..., out_channels], 0)
+        if 2 * int(masked.sum()) > kept.size:  # mostly masked: the kept windows directly
+            if windows is None:
+                windows = np.moveaxis(applied.windows(), len(shape) + 1, -1)
+            W = windows[kept][..., channels].reshape(n_kept, -1)
+            g = W.conj().T @ W
+            sums = W.sum(axis=0)
+            r = W.conj().T @ y[kept]
+        else:
+            g = np.empty((m, m), dtype=gram.dtype)
+            k = len(channels)
+            for i, c in enumerate(channels):
+                for j, d in enumerate(channels):
+                    if j >= i:
+                        block_cd = all_rows_gram(c, d)
+                        g[i::k, j::k] = block_cd
+                        if j > i:
+                            g[j::k, i::k] = block_cd.conj().T
+            sums = np.stack([all_rows_sums(c) for c in channels], axis=-1).ravel()
+            r = _adjoint_columns(applied, y, channels)
+            if masked.any():
+                if windows is None:
+                    windows = np.moveaxis(applied.windows(), len(shape) + 1, -1)
+                W = windows[masked][..., channels].reshape(int(masked.sum()), -1)
+                g -= W.conj().T @ W
+                sums = sums - W.sum(axis=0)
+        gram[system, :m, :m] += g
+        rhs[system, :m] += r
+        gram[system, m + group, :m] += sums
+        gram[system, :m, m + group] += np.conj(sums)
+        gram[system, m + group, m + group] += n_kept
+        values = y[kept]
+        rhs[system, m + group] += values.sum(axis=0)
+        yy[system] += np.sum(np.abs(values) ** 2, axis=0)
+    return dataclasses.replace(stats, gram=gram, rhs=rhs, yy=yy)
+
+
+def _adjoint_columns(applied, y, channels):
+    """``A^H y`` for windows of the input `channels` (tap-major, channel-minor), (m, R)."""
+    op = applied.operator
+    single = Operator(op.shape, "full", op.n_in, y.shape[-1]).on(applied.block)
+    single._spectra = applied.spectra
+    correlation = single.adjoint(y)  # (*K, C_in, R)
+    correlation = correlation[..., channels, :]
+    return correlation.reshape(-1, y.shape[-1])
+
+
+def _box_sums(block, shape):
+    """``sum_n x[n + p]`` over the 'valid' windows and the batch, for every tap p, flat."""
+    out = block
+    for axis, k in enumerate(shape, start=1):
+        s = out.shape[axis]
+        cumulative = np.concatenate([np.zeros_like(np.take(out, [0], axis=axis)),
+                                     np.cumsum(out, axis=axis)], axis=axis)
+        p = np.arange(k)
+        out = np.take(cumulative, p + s - k + 1, axis=axis) - np.take(cumulative, p,
+                                                                      axis=axis)
+    return out.sum(axis=0).ravel()
+
+
+# --- the Gram matrix of the valid windows --------------------------------------------------
+
+def valid_gram(applied, c, d):
+    """``G[p, q] = sum_b sum_n conj(x_c[b, n + p]) x_d[b, n + q]`` over the 'valid' windows.
+
+    The full correlation of the block (one product of its FFTs) counts every pair of samples
+    at lag ``q - p``; the windows of the valid box miss the pairs that start in a strip of
+    width ``K - 1`` at either end of some axis. By inclusion and exclusion over the axes,
+    for each set T of axes and each choice of ends, those are the pairs that start before
+    ``p`` along T (after ``p + V`` at a high end): sums along the diagonals of each
+    (p_t, q_t) plane of the correlations of the ``K - 1`` end slices along T (GEMMs over the
+    other axes). Cost O(K^(D+1) S^(D-1) + K^(2D+1)); nothing as large as the block is made.
+    """
+    op = applied.operator
+    shape = op.shape
     ndim = len(shape)
-    strips = [np.unique(np.r_[0:k - 1, s - k + 1:s]) for s, k in zip(shape, size)]
-    indicators = [((m[None, :] < np.arange(k)[:, None])
-                   | (m[None, :] > np.arange(k)[:, None] + s - k)).astype(float)
-                  for m, s, k in zip(strips, shape, size)]
-    terms = []
+    # full correlation F[d] = sum_m conj(x_c[m]) x_d[m + d], d in (-(K-1), K-1)
+    X = applied.spectra
+    product = np.sum(np.conj(X[..., c]) * X[..., d], axis=0)
+    full = applied._inverse_unbatched(product)
+    full = full[np.ix_(*(np.arange(-(k - 1), k) % n for k, n in zip(shape,
+                                                                     applied.lengths)))]
+    a, b = applied.block[..., c], applied.block[..., d]
+    m = int(np.prod(shape))
+    # T = {} and, in 2-D and up, T = {0} share their indexing (p0, q0, lags): one expansion
+    base = _toeplitz_in_axis(full, shape, 0)
+    if ndim > 1:
+        base = base - _edge_term(a, b, shape, (0,))
+    gram = np.array(_expand(base, shape, (0,)))
     for count in range(1, ndim + 1):
         for subset in itertools.combinations(range(ndim), count):
-            correlation = _strip_correlation(a, b, size, subset, strips)
-            # contract each strip index m_i with its indicator g_i[p_i, m_i]
-            letters = "abcdefghijklmnopqrstuvwxyz"
-            m_letters = letters[:count]
-            lag_letters = letters[count:count + ndim]
-            p_letters = letters[count + ndim:2 * count + ndim]
-            operands = [correlation] + [indicators[i] for i in subset]
-            spec = (m_letters + lag_letters + ","
-                    + ",".join(p + m for p, m in zip(p_letters, m_letters))
-                    + "->" + p_letters + lag_letters)
-            terms.append((subset, (-1) ** count * np.einsum(spec, *operands, optimize=True)))
-    return terms
-
-
-def _strip_correlation(a, b, size, subset, strips):
-    """``F[m_T, d] = sum over the other axes of conj(a[m]) b[m + d]`` for m_T on the strips.
-
-    Returns shape (n_i for i in T) + (2K_i - 1 for every axis i): strip positions on the
-    axes in T, then every lag. The sums over the other axes are correlations by FFT.
-    """
-    shape = a.shape
-    ndim = len(shape)
-    rest = [i for i in range(ndim) if i not in subset]
-    lags = [np.arange(-(k - 1), k) for k in size]
-    # Dimensions of the gathered arrays: an axis in T becomes (strip, lag); others stay.
-    dims = []
-    for i in range(ndim):
-        dims.extend([("m", i), ("d", i)] if i in subset else [("x", i)])
-    a_index, b_index, valid = [], [], np.ones((1,) * len(dims), dtype=bool)
-    for position, (kind, i) in enumerate(dims):
-        shape_here = [1] * len(dims)
-        if kind == "m":
-            shape_here[position] = strips[i].size
-            a_index.append(strips[i].reshape(shape_here))
-            shifted = (strips[i][:, None] + lags[i][None, :])
-            expanded = [1] * len(dims)
-            expanded[position], expanded[position + 1] = shifted.shape
-            inside = (shifted >= 0) & (shifted < shape[i])
-            b_index.append(np.clip(shifted, 0, shape[i] - 1).reshape(expanded))
-            valid = valid & inside.reshape(expanded)
-        elif kind == "x":
-            shape_here[position] = shape[i]
-            a_index.append(np.arange(shape[i]).reshape(shape_here))
-            b_index.append(np.arange(shape[i]).reshape(shape_here))
-    a_part = a[tuple(a_index)]
-    b_part = np.where(valid, b[tuple(b_index)], 0)
-    rest_positions = [p for p, (kind, _) in enumerate(dims) if kind == "x"]
-    if rest_positions:
-        real = not (np.iscomplexobj(a) or np.iscomplexobj(b))
-        lengths = [scipy.fft.next_fast_len(shape[i] + size[i] - 1, real=real) for i in rest]
-        forward = scipy.fft.rfftn if real else scipy.fft.fftn
-        inverse = scipy.fft.irfftn if real else scipy.fft.ifftn
-        product = (np.conj(forward(a_part, s=lengths, axes=rest_positions, workers=-1))
-                   * forward(b_part, s=lengths, axes=rest_positions, workers=-1))
-        correlation = inverse(product, s=lengths, axes=rest_positions, workers=-1)
-        for position, i, length in zip(rest_positions, rest, lengths):
-            correlation = np.take(correlation, lags[i] % length, axis=position)
-    else:
-        correlation = np.conj(a_part) * b_part
-    # Order: strip dims (T order), then lag dims in axis order.
-    strip_positions = [p for p, (kind, _) in enumerate(dims) if kind == "m"]
-    lag_positions = []
-    for i in range(ndim):
-        kind = "d" if i in subset else "x"
-        lag_positions.append(dims.index((kind, i)))
-    return np.transpose(correlation, strip_positions + lag_positions)
-
-
-def _assemble(full, terms, size):
-    """G[p, q] from the full correlation at lag q - p and the strip terms, flat (m, m)."""
-    positions = np.indices(size).reshape(len(size), -1).T  # (m, ndim)
-    lag = positions[None, :, :] - positions[:, None, :] + (np.array(size) - 1)
-    lag_index = tuple(lag[..., i] for i in range(len(size)))
-    gram = full[lag_index].astype(np.result_type(full, *(t for _, t in terms)), copy=True)
-    for subset, values in terms:
-        p_index = tuple(np.broadcast_to(positions[:, None, i], lag.shape[:2]) for i in subset)
-        gram += values[p_index + lag_index]
-    return gram
-
-
-def _window_rows(block, size, rows):
-    """The windows of `block` (channels last) at the output positions `rows`, (n, m, C)."""
-    spatial = tuple(range(len(size)))
-    windows = np.lib.stride_tricks.sliding_window_view(block, size, axis=spatial)
-    selected = windows[rows]  # (n, C, *size); n may be 0
-    return np.moveaxis(selected.reshape(selected.shape[0], block.shape[-1],
-                                        int(np.prod(size))), 1, -1)
-
-
-# --- the normal equations of each system -------------------------------------------------
-
-class _Normal:
-    """Accumulated ``[A 1]^H [A 1]``, ``[A 1]^H B``, and sums of B for one system."""
-
-    def __init__(self, m, groups, rhs_count, dtype):
-        size = m + groups
-        self.m, self.groups = m, groups
-        self.gram = np.zeros((size, size), dtype=dtype)
-        self.rhs = np.zeros((size, rhs_count), dtype=dtype)
-        self.yy = np.zeros(rhs_count)      # sum |y|^2 per column
-        self.sy = np.zeros(rhs_count, dtype=dtype)  # sum y per column
-        self.n_rows = 0
-
-    def add_bias(self, group, window_sums, count, target_sums):
-        column = self.m + group
-        self.gram[:self.m, column] += np.conj(window_sums)
-        self.gram[column, :self.m] += window_sums
-        self.gram[column, column] += count
-        self.rhs[column] += target_sums
-
-
-def _accumulate(problem, normals, kind, keys, spectra, target, usable):
-    """Add one tile's statistics to every system."""
-    size = problem.size
-    k = int(np.prod(size))
-    block = spectra.block
-    bias = problem.bias
-    n_in = block.shape[-1]
-
-    def windows_at(channels, rows):
-        """Windows at the masked rows (to subtract) or the kept rows (to add directly)."""
-        return _window_rows(block, size, rows)[..., channels]
-
-    if kind in ("shared", "separate"):
-        for c in range(n_in):
-            normal = normals[0] if kind == "shared" else normals[c]
-            kept = usable[..., c]
-            masked = ~kept
-            y = target[..., c]
-            if masked.sum() * 2 <= kept.size:  # full statistics less the masked rows
-                gram = spectra.gram(c, c)
-                rhs = spectra.rhs(c, np.where(kept, y, 0))
-                sums = spectra.sums(c)
-                if masked.any():  # (their targets were zeroed: nothing to remove from rhs)
-                    windows = windows_at([c], masked)[..., 0]
-                    gram -= windows.conj().T @ windows
-                    sums = sums - windows.sum(axis=0)
-            else:  # mostly masked: the kept windows directly
-                windows = windows_at([c], kept)[..., 0]
-                gram = windows.conj().T @ windows
-                rhs = windows.conj().T @ y[kept]
-                sums = windows.sum(axis=0)
-            normal.gram[:k, :k] += gram
-            normal.rhs[:k, 0] += rhs
-            normal.yy += float(np.sum(np.abs(y[kept]) ** 2))
-            normal.sy += y[kept].sum()
-            normal.n_rows += int(kept.sum())
-            if bias:
-                group = c if kind == "shared" else 0
-                normal.add_bias(group, sums, int(kept.sum()), y[kept].sum())
-        return
-    m = k * n_in
-    for key, normal in zip(keys, normals):
-        columns = list(range(target.shape[-1])) if key == "joint" else [key]
-        kept = usable[..., 0] if key == "joint" else usable[..., key]
-        masked = ~kept
-        if masked.sum() * 2 <= kept.size:
-            gram = np.zeros((m, m), dtype=normal.gram.dtype)
-            for c, d in itertools.product(range(n_in), repeat=2):
-                if d >= c:
-                    block_cd = spectra.gram(c, d)
-                    gram[c::n_in, d::n_in] = block_cd
-                    gram[d::n_in, c::n_in] = block_cd.conj().T
-            sums = np.stack([spectra.sums(c) for c in range(n_in)], axis=-1).ravel()
-            rhs = np.zeros((m, len(columns)), dtype=normal.rhs.dtype)
-            for j, column in enumerate(columns):
-                y = np.where(kept, target[..., column], 0)
-                for c in range(n_in):
-                    rhs[c::n_in, j] = spectra.rhs(c, y)
-            if masked.any():
-                windows = windows_at(slice(None), masked).reshape(int(masked.sum()), m)
-                gram -= windows.conj().T @ windows
-                sums = sums - windows.sum(axis=0)
-        else:
-            windows = windows_at(slice(None), kept).reshape(int(kept.sum()), m)
-            gram = windows.conj().T @ windows
-            sums = windows.sum(axis=0)
-            rhs = windows.conj().T @ target[kept][:, columns]
-        normal.gram[:m, :m] += gram
-        normal.rhs[:m] += rhs
-        values = target[kept][:, columns]
-        normal.yy += np.sum(np.abs(values) ** 2, axis=0)
-        normal.sy += values.sum(axis=0)
-        normal.n_rows += int(kept.sum())
-        if bias:
-            normal.add_bias(0, sums, int(kept.sum()), values.sum(axis=0))
-
-
-def _tiles(problem):
-    """Every pair's output in blocks of rows: (spectra of the input, targets, usable)."""
-    for pair in problem.pairs:
-        row_elements = max(1, int(np.prod(pair.output.shape[1:])) * max(1, pair.source.shape[-1]))
-        step = max(1, TILE_ELEMENTS // row_elements)
-        for start in range(0, pair.n_rows, step):
-            tile = pair.tile(start, min(start + step, pair.n_rows))
-            yield Spectra(tile.extended, problem.size), tile.target, tile.usable
-
-
-def _solve(normal, rhs):
-    """Solve the centred normal equations; return (kernel part, bias part)."""
-    m = normal.m
-    gram = normal.gram
-    kk, kb, bb = gram[:m, :m], gram[:m, m:], gram[m:, m:]
-    counts = np.real(np.diag(bb))
-    inverse_counts = np.where(counts > 0, 1.0 / np.where(counts > 0, counts, 1.0), 0.0)
-    centred = kk - (kb * inverse_counts) @ kb.conj().T
-    rhs_k = rhs[:m] - (kb * inverse_counts) @ rhs[m:]
-    centred = (centred + centred.conj().T) / 2
-    try:
-        factor = scipy.linalg.cho_factor(centred)
-        condition = np.linalg.cond(centred) if m <= 4096 else 0.0
-        if not np.isfinite(condition) or condition * np.finfo(float).eps > 1e-3:
-            raise np.linalg.LinAlgError("ill-conditioned")
-        x = scipy.linalg.cho_solve(factor, rhs_k)
-    except np.linalg.LinAlgError:
-        eigenvalues, vectors = np.linalg.eigh(centred)
-        tol = 100 * m * np.finfo(float).eps * max(eigenvalues.max(), 0.0)
-        keep = eigenvalues > tol
-        x = vectors[:, keep] @ ((vectors[:, keep].conj().T @ rhs_k) / eigenvalues[keep, None])
-    bias = inverse_counts[:, None] * (rhs[m:] - kb.conj().T @ x)
-    return x, bias
-
-
-def solve_statistics(problem):
-    """Least squares from the exact normal equations, refined once against exact residuals."""
-    kind, keys = problem.layout, problem.system_keys()
-    k = int(np.prod(problem.size))
-    m = k * (problem.n_in if kind == "full" else 1)
-    groups = (problem.n_in if kind == "shared" else 1) if problem.bias else 0
-    columns = problem.n_out if keys == ["joint"] else 1
-    dtype = problem.dtype
-    normals = [_Normal(m, groups, columns, dtype) for _ in keys]
-    small = sum(p.source.size for p in problem.pairs) <= TILE_ELEMENTS
-    cached = []
-    for tile in _tiles(problem):
-        _accumulate(problem, normals, kind, keys, *tile)
-        if small:
-            cached.append(tile)
-    solutions = [_solve(normal, normal.rhs) for normal in normals]
-    # One step of iterative refinement with exact residuals (by FFT): normal-equation
-    # accuracy, cond(A)^2 eps, becomes least-squares accuracy, cond(A) eps.
-    residual = _residual_statistics(problem, kind, keys, normals, solutions,
-                                    cached if small else _tiles(problem))
-    refined = []
-    for normal, (x, b), (g, rr) in zip(normals, solutions, residual):
-        dx, db = _solve(normal, g)
-        delta = np.concatenate([dx, db]) if normal.groups else dx
-        ss_res = rr - 2 * np.real(np.sum(np.conj(delta) * g, axis=0)) + np.real(
-            np.sum(np.conj(delta) * (normal.gram @ delta), axis=0))
-        refined.append((x + dx, b + db if normal.groups else b, np.maximum(ss_res, 0.0)))
-    return _estimate(problem, keys, normals, refined)
-
-
-def _residual_statistics(problem, kind, keys, normals, solutions, tiles):
-    """Per system: ``[A 1]^H r`` and ``|r|^2`` for the residuals r of the current solution."""
-    size = problem.size
-    out = [(np.zeros_like(n.rhs), np.zeros(n.rhs.shape[1])) for n in normals]
-    for spectra, target, usable in tiles:
-        n_in = spectra.block.shape[-1]
-        for index, (key, normal, (x, b)) in enumerate(zip(keys, normals, solutions)):
-            g, rr = out[index]
-            if kind in ("shared", "separate"):
-                channels = range(n_in) if kind == "shared" else [key]
-                for c in channels:
-                    kept = usable[..., c]
-                    offset = b[c if kind == "shared" else 0, 0] if normal.groups else 0
-                    r = np.where(kept, target[..., c] - spectra.predict(
-                        c, x[:, 0].reshape(size)) - offset, 0)
-                    g[:normal.m, 0] += spectra.rhs(c, r)
-                    rr[0] += float(np.sum(np.abs(r) ** 2))
-                    if normal.groups:
-                        g[normal.m + (c if kind == "shared" else 0), 0] += r.sum()
+            if subset == (0,) and ndim > 1:
+                continue
+            if count == ndim:  # every axis at an end
+                term = _corner_term(a, b, shape)
             else:
-                columns = list(range(target.shape[-1])) if key == "joint" else [key]
-                kept = usable[..., 0] if key == "joint" else usable[..., key]
-                for j, column in enumerate(columns):
-                    kernel = x[:, j].reshape(size + (n_in,))
-                    predicted = sum(spectra.predict(c, kernel[..., c]) for c in range(n_in))
-                    offset = b[0, j] if normal.groups else 0
-                    r = np.where(kept, target[..., column] - predicted - offset, 0)
-                    for c in range(n_in):
-                        g[c:normal.m:n_in, j] += spectra.rhs(c, r)
-                    rr[j] += float(np.sum(np.abs(r) ** 2))
-                    if normal.groups:
-                        g[normal.m, j] += r.sum()
-            out[index] = (g, rr)
-    return out
+                term = _expand(_edge_term(a, b, shape, subset), shape, subset)
+            if count % 2:
+                gram -= term
+            else:
+                gram += term
+    return gram.reshape(m, m)
 
 
-def _estimate(problem, keys, normals, refined):
-    builder = EstimateBuilder(problem)
-    for key, normal, (x, b, ss_res) in zip(keys, normals, refined):
-        coef, bias_index = problem.system_indices(key)
-        # The total sum of squares about each column's mean, from the statistics.
-        ss_tot = normal.yy - np.abs(normal.sy) ** 2 / normal.n_rows
-        for j in range(x.shape[1]):
-            rank, bias_rank, singular, coef_se, bias_se = gram_diagnostics(
-                normal.gram, normal.m, normal.n_rows, float(ss_res[j]))
-            builder.add(coef[:, j], x[:, j], coef_se, bias_index[:, j],
-                        b[:, j] if problem.bias else None, bias_se,
-                        ss_res=float(ss_res[j]), ss_tot=float(ss_tot[j]),
-                        n_equations=normal.n_rows, n_unknowns=normal.m + normal.groups,
-                        rank=rank + bias_rank, singular=singular, full_rank=rank == normal.m)
-    return builder.estimate()
+def _toeplitz_in_axis(full, shape, axis):
+    """``F[q_t - p_t, d_rest]`` as an array indexed (p_t, q_t, d_rest...)."""
+    k = shape[axis]
+    index = (np.arange(k)[np.newaxis, :] - np.arange(k)[:, np.newaxis]) + (k - 1)  # (p, q)
+    return np.moveaxis(full, axis, 0)[index]
+
+
+def _expand(term, shape, subset):
+    """A view of a term indexed (p_t, q_t for t in T..., d_r for r not in T...) as
+    G[p..., q...], with ``d_r = q_r - p_r`` (strides only, nothing copied)."""
+    ndim = len(shape)
+    rest = [r for r in range(ndim) if r not in subset]
+    term = np.ascontiguousarray(term)
+    strides = term.strides
+    out_strides = [0] * (2 * ndim)
+    for i, t in enumerate(subset):
+        out_strides[t], out_strides[ndim + t] = strides[2 * i], strides[2 * i + 1]
+    offset = [0] * term.ndim
+    for j, r in enumerate(rest):
+        axis = 2 * len(subset) + j
+        out_strides[r], out_strides[ndim + r] = -strides[axis], strides[axis]
+        offset[axis] = shape[r] - 1
+    base = term[tuple(slice(o, None) for o in offset)]
+    return np.lib.stride_tricks.as_strided(base, shape=tuple(shape) * 2,
+                                           strides=out_strides, writeable=False)
+
+
+def _end_slices(n, k, high):
+    """The ``k - 1`` slices at an end of an axis of length n, in natural order."""
+    return slice(n - k + 1, n) if high else slice(0, k - 1)
+
+
+def _edge_term(a, b, shape, subset):
+    """The pairs that start within ``K - 1`` of an end of every axis in `subset` (either
+    end), before the tap at a low end and after ``p + V`` at a high end, indexed
+    (p_t, q_t for t in T..., d_r for the other axes...)."""
+    X = {ends: _end_products(a, b, shape, subset, ends)
+         for ends in itertools.product((False, True), repeat=len(subset))}
+    for i in reversed(range(len(subset))):  # later axes first; then merge their ends
+        merged = {}
+        for ends, values in X.items():
+            values = _diagonal_sums(values, 2 * i, 2 * i + 1, shape[subset[i]], ends[i])
+            key = ends[:i]
+            merged[key] = values if key not in merged else merged[key] + values
+        X = merged
+    return X[()]
+
+
+def _end_products(a, b, shape, subset, ends):
+    """``X[r_t, s_t for t in T..., d_R...] = sum_b sum_{m_R} conj(a[r_T, m_R])
+    b[s_T, m_R + d_R]`` over the ``K_t - 1`` end slices of each axis in T: one GEMM per lag
+    of the other axes."""
+    ndim = len(shape)
+    rest = [r for r in range(ndim) if r not in subset]
+    corner = tuple(shape[t] - 1 for t in subset)
+    take = [slice(None)] * (ndim + 1)
+    for t, high in zip(subset, ends):
+        take[1 + t] = _end_slices(a.shape[1 + t], shape[t], high)
+    order = [1 + t for t in subset] + [0] + [1 + r for r in rest]  # (corner, batch, rest)
+    a_end = np.transpose(np.conj(a[tuple(take)]), order)
+    b_end = np.transpose(b[tuple(take)], order)
+    n_corner = int(np.prod(corner)) if corner else 1
+    rest_sizes = [a.shape[1 + r] for r in rest]
+    count = len(subset)
+    X = np.zeros(tuple(n for size in corner for n in (size, size))
+                 + tuple(2 * shape[r] - 1 for r in rest), dtype=np.result_type(a, b))
+    if n_corner == 0:  # length 1 along T: no pair starts before the tap
+        return X
+    pairs = [i for t in range(count) for i in (t, count + t)]  # (r.., s..) -> (r0, s0, ..)
+    lead = (slice(None),) * (count + 1)
+    for lag in itertools.product(*[range(-(shape[r] - 1), shape[r]) for r in rest]):
+        a_part = a_end[lead + tuple(slice(max(0, -g), n - max(0, g))
+                                    for g, n in zip(lag, rest_sizes))]
+        b_part = b_end[lead + tuple(slice(max(0, g), n - max(0, -g))
+                                    for g, n in zip(lag, rest_sizes))]
+        product = a_part.reshape(n_corner, -1) @ b_part.reshape(n_corner, -1).T
+        where = tuple(g + shape[r] - 1 for g, r in zip(lag, rest))
+        X[(Ellipsis,) + where] = np.transpose(product.reshape(corner + corner), pairs)
+    return X
+
+
+def _corner_term(a, b, shape):
+    """The pairs that start within ``K - 1`` of an end of every axis, summed over the 2^D
+    corners, indexed (p..., q...).
+
+    Along the last axis the sum over the starts is a product of two Toeplitz matrices of the
+    corner's rows (both ends in one GEMM, O(K^(2D+1))); along the others, sums along the
+    diagonals of each (p_i, q_i) plane.
+    """
+    ndim = len(shape)
+    merged = {ends: _toeplitz_products(a, b, shape, ends)
+              for ends in itertools.product((False, True), repeat=ndim - 1)}
+    for i in reversed(range(ndim - 1)):
+        step = {}
+        for ends, values in merged.items():
+            values = _diagonal_sums(values, i, ndim + i, shape[i], ends[i])
+            key = ends[:i]
+            step[key] = values if key not in step else step[key] + values
+        merged = step
+    return merged[()]
+
+
+def _toeplitz_products(a, b, shape, ends):
+    """``C[r..., p, s..., q]``: over the end slices `ends` of every axis but the last, and
+    both ends of the last, the sums ``sum_u conj(a[r, .]) b[s, .]`` over the starts before
+    tap p (low end) or after it (high end) along the last axis."""
+    ndim = len(shape)
+    k = shape[-1]
+    corner = tuple(n - 1 for n in shape[:-1])
+    out = np.zeros(corner + (k,) + corner + (k,), dtype=np.result_type(a, b))
+    if k == 1 or 0 in corner:  # nothing starts before (or after) a tap
+        return out
+    take = [slice(None)] + [_end_slices(a.shape[1 + t], shape[t], high)
+                            for t, high in enumerate(ends)]
+    a_end, b_end = np.conj(a[tuple(take)]), b[tuple(take)]
+    n = a.shape[ndim]
+    u = np.arange(1, k)[:, np.newaxis]
+    p = np.arange(k)[np.newaxis, :]
+    factors = []
+    for high in (False, True):
+        # low end: start p - u (u >= 1, p >= u); high end: natural index p + u - 1 of the
+        # last k - 1 samples (p + u <= k - 1)
+        index, inside = ((p - u, p >= u) if not high else (p + u - 1, p + u <= k - 1))
+        last = _end_slices(n, k, high)
+        rows_a = a_end[..., last][..., np.clip(index, 0, k - 2)] * inside
+        rows_b = b_end[..., last][..., np.clip(index, 0, k - 2)] * inside
+        # (batch, corner..., u, p) -> (u, batch, corner..., p)
+        factors.append((np.moveaxis(rows_a, -2, 0), np.moveaxis(rows_b, -2, 0)))
+    columns = int(np.prod(corner)) * k
+    A = np.concatenate([fa.reshape(-1, columns) for fa, _ in factors])
+    B = np.concatenate([fb.reshape(-1, columns) for _, fb in factors])
+    return (A.T @ B).reshape(out.shape)
+
+
+def _diagonal_sums(C, axis_p, axis_q, k, high):
+    """Sums along the diagonals of the (r, s) plane on two axes of length ``k - 1``:
+    at a low end ``E[p, q] = sum_{u >= 1} C[p - u, q - u]``, at a high end
+    ``E[p, q] = sum_{u >= 0} C[p + u, q + u]`` (both of length k, 0 past the corner).
+    The other axes are left where they are, so the sums run over contiguous memory."""
+    shape = list(C.shape)
+    shape[axis_p] = shape[axis_q] = k
+    E = np.empty(shape, dtype=C.dtype)
+
+    def at(p=slice(None), q=slice(None)):
+        index = [slice(None)] * E.ndim
+        index[axis_p], index[axis_q] = p, q
+        return tuple(index)
+
+    if high:
+        E[at(p=k - 1)] = 0
+        E[at(q=k - 1)] = 0
+        for p in range(k - 2, -1, -1):
+            np.add(E[at(p + 1, slice(1, None))], C[at(p)], out=E[at(p, slice(0, -1))])
+    else:
+        E[at(p=0)] = 0
+        E[at(q=0)] = 0
+        for p in range(1, k):
+            np.add(E[at(p - 1, slice(0, -1))], C[at(p - 1)], out=E[at(p, slice(1, None))])
+    return E

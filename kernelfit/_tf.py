@@ -1,7 +1,9 @@
-"""fit_kernel's TensorFlow path: a trainable kernel, TF's convolution ops, a loss and an optimizer.
+"""Solve in TensorFlow: a trainable kernel, TF's convolution ops, a loss and an optimizer.
 
-tensorflow is imported here only, on first use. The default optimizer is conjugate gradients with
-the exact line search a quadratic loss allows; Keras' Adam, SGD and momentum are options.
+tensorflow is imported here only, on first use. The model is the fit's operator written in TF:
+the design's blocks (inputs already extended by the edge rule) in 'valid' geometry. The default
+optimizer is conjugate gradients with the exact line search a quadratic loss allows; Keras'
+Adam, SGD and momentum are options.
 """
 
 import contextlib
@@ -12,7 +14,7 @@ import tempfile
 
 import numpy as np
 
-from ._solvers import EstimateBuilder, gram_diagnostics
+from ._solve import EstimateBuilder, Factorization, Moments, standard_errors, system_indices
 
 OPTIMIZERS = ("cg", "adam", "sgd", "momentum")
 # TensorFlow's routine C++ log lines at start-up: information and warnings, and the CUDA
@@ -64,103 +66,114 @@ def _stderr_to(sink):
         os.close(saved)
 
 
-def check_options(optimizer, learning_rate, max_steps, rtol, gtol, dtype, seed, batch_size,
+def check_options(optimizer, learning_rate, max_steps, rtol, gtol, dtype, rng, batch_size,
                   verbose, callback):
-    """Validate the TF path's options (all keyword-only in fit_kernel); return them filled in."""
+    """Validate the TF path's options (fit_kernel's `options`); return them filled in."""
     from ._validation import check_choice, check_scalar
 
-    optimizer = check_choice("cg" if optimizer is None else optimizer, "optimizer", OPTIMIZERS)
+    optimizer = check_choice("cg" if optimizer is None else optimizer,
+                             "options['optimizer']", OPTIMIZERS)
     if learning_rate is not None:
-        learning_rate = check_scalar(learning_rate, "learning_rate", complex_ok=False)
+        learning_rate = check_scalar(learning_rate, "options['learning_rate']",
+                                     complex_ok=False)
         if learning_rate <= 0:
-            raise ValueError(f"learning_rate must be positive; got {learning_rate!r}")
+            raise ValueError(f"options['learning_rate'] must be positive; got "
+                             f"{learning_rate!r}")
         if optimizer == "cg":
-            raise ValueError("learning_rate is not used by optimizer='cg', whose exact line "
-                             "search chooses every step")
+            raise ValueError("options['learning_rate'] is not used by optimizer='cg', whose "
+                             "exact line search chooses every step")
     dtype = check_choice("float64" if dtype is None else np.dtype(dtype).name
-                         if not isinstance(dtype, str) else dtype, "dtype",
+                         if not isinstance(dtype, str) else dtype, "options['dtype']",
                          ("float32", "float64"))
     for name, value in (("max_steps", max_steps), ("batch_size", batch_size)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)
                                   or value < 1):
-            raise ValueError(f"{name} must be a positive integer; got {value!r}")
+            raise ValueError(f"options[{name!r}] must be a positive integer; got {value!r}")
     if batch_size is not None and optimizer == "cg":
-        raise ValueError("batch_size needs a stochastic optimizer ('adam', 'sgd' or "
-                         "'momentum'); optimizer='cg' uses every pair at every step")
+        raise ValueError("options['batch_size'] needs a stochastic optimizer ('adam', 'sgd' "
+                         "or 'momentum'); optimizer='cg' uses every pair at every step")
+    if rng is not None and not isinstance(rng, (int, np.integer, np.random.Generator)) or \
+            isinstance(rng, bool):
+        raise TypeError(f"options['rng'] must be None, an integer seed or a "
+                        f"numpy.random.Generator; got {rng!r}")
     eps = np.finfo(dtype).eps
     tolerances = {}
     gtol_default = 1e-10 if dtype == "float64" else 1e-5
     for name, value, default in (("rtol", rtol, 10 * eps), ("gtol", gtol, gtol_default)):
         if value is None:
             value = default
-        value = check_scalar(value, name, complex_ok=False)
+        value = check_scalar(value, f"options[{name!r}]", complex_ok=False)
         if value < 0:
-            raise ValueError(f"{name} must be non-negative; got {value!r}")
+            raise ValueError(f"options[{name!r}] must be non-negative; got {value!r}")
         tolerances[name] = float(value)
     if callback is not None and not callable(callback):
-        raise TypeError(f"callback must be callable; got {callback!r}")
+        raise TypeError(f"options['callback'] must be callable; got {callback!r}")
     if verbose not in (None, True, False):
-        raise TypeError(f"verbose must be None, True or False; got {verbose!r}")
+        raise TypeError(f"options['verbose'] must be None, True or False; got {verbose!r}")
     return dict(optimizer=optimizer, learning_rate=learning_rate,
                 max_steps=max_steps or (2000 if optimizer == "cg" else 5000),
-                dtype=dtype, seed=seed, batch_size=batch_size, verbose=verbose,
+                dtype=dtype, rng=rng, batch_size=batch_size, verbose=verbose,
                 callback=callback, **tolerances)
 
 
-def solve(problem, *, optimizer="cg", learning_rate=None, max_steps=2000, rtol=None, gtol=None,
-          dtype="float64", seed=None, batch_size=None, verbose=None, callback=None,
-          convention="correlation"):
-    """Fit `problem` by gradient descent in TensorFlow; return an Estimate.
+def solve(problem, design, first=None, *, optimizer="cg", learning_rate=None, max_steps=2000,
+          rtol=None, gtol=None, dtype="float64", rng=None, batch_size=None, verbose=None,
+          callback=None):
+    """Fit the design by gradient descent in TensorFlow; return an Estimate.
 
-    Parameters are fit_kernel's TF options, already validated by check_options;
-    `convention` is only the orientation in which `callback` sees the kernel.
+    The options are fit_kernel's, already validated by check_options; `callback` sees the
+    kernel in the problem's convention.
     """
     tf = import_tensorflow()
-    model = _Model(tf, problem, dtype)
-    rng = np.random.default_rng(seed)
+    model = _Model(tf, problem, design, dtype)
+    rng = np.random.default_rng(rng)
     with tf.device(model.device):
         history, steps, reason = _OPTIMIZE[optimizer](
             tf, model, optimizer=optimizer, learning_rate=learning_rate, max_steps=max_steps,
             rtol=rtol, gtol=gtol, rng=rng, batch_size=batch_size,
             progress=_progress(tf, max_steps, verbose),
-            callback=None if callback is None else _callback(model, callback, convention))
-        estimate = model.estimate()
-    estimate.loss_history = np.array(history)
-    estimate.n_steps = steps
-    estimate.stop_reason = reason
-    estimate.device = model.device
-    return estimate
+            callback=None if callback is None else _callback(model, callback,
+                                                             problem.convention))
+        return model.estimate(loss_history=np.array(history), n_steps=steps,
+                              stop_reason=reason, device=model.device)
 
 
 class _Model:
-    """The linear model of a FitProblem in TensorFlow: predictions, loss, gradient, Gram.
+    """The fit's operator in TensorFlow: predictions, loss, gradient, Gram matrix.
 
     Unknowns are real tensors: the kernel (in correlation orientation, as TF's convolution
     computes it) and the bias, each split into real and imaginary parts for complex data.
     """
 
-    def __init__(self, tf, problem, dtype):
-        self.tf, self.problem = tf, problem
+    def __init__(self, tf, problem, design, dtype):
+        self.tf, self.problem, self.design = tf, problem, design
+        self.size = design.support.shape
+        self.kernel_shape = problem.kernel_shape(self.size)
+        self.bias_shape = (problem.n_in,) if problem.layout == "shared" else (problem.n_out,)
         self.dtype = tf.float64 if dtype == "float64" else tf.float32
         self.complex = np.dtype(problem.dtype).kind == "c"
         gpus = tf.config.list_logical_devices("GPU")
         self.device = (gpus[0] if gpus else tf.config.list_logical_devices("CPU")[0]).name
         parts = 2 if self.complex else 1
-        self.shapes = [problem.kernel_shape] * parts
+        self.shapes = [self.kernel_shape] * parts
         if problem.bias:
-            self.shapes += [problem.bias_shape] * parts
+            self.shapes += [self.bias_shape] * parts
         self.sizes = [int(np.prod(s)) for s in self.shapes]
+        # one block per pair: its input extended by the design's edge rule
+        self.blocks = [pair.block(design.support, box, design.pad_mode, problem.fillvalue,
+                                  problem.dtype)
+                       for pair, box in zip(problem.pairs, design.boxes) if not box.empty]
         with tf.device(self.device):
             self.variables = [tf.Variable(tf.zeros(s, self.dtype)) for s in self.shapes]
-            self.batches = [self._batch(pair) for pair in problem.pairs]
+            self.batches = [self._batch(block) for block in self.blocks]
         # Compiled once per distinct pair shape; eager TensorFlow is many times slower.
         self._compiled_loss = tf.function(self._batch_loss, reduce_retracing=True)
         self.directional = tf.function(self.predict, reduce_retracing=True)
-        self.n_used = float(sum(int(p.usable.sum()) for p in problem.pairs))
+        self.n_used = float(sum(int(b.usable.sum()) for b in self.blocks))
 
-    def _batch(self, pair):
+    def _batch(self, block):
         """(inputs, targets, weights) in TF's (batch, *spatial, channels) layout."""
-        arrays = (pair.extended, pair.target, pair.usable.astype(float))
+        arrays = (block.extended[0], block.target[0], block.usable[0].astype(float))
         if self.problem.layout == "shared":  # channels become the batch: one kernel for all
             arrays = [np.moveaxis(a, -1, 0)[..., np.newaxis] for a in arrays]
         else:
@@ -194,7 +207,7 @@ class _Model:
         else:
             out = [conv(xs[0], kernels[0])]
         if self.problem.layout == "shared":  # one bias per channel, channels on the batch
-            biases = [tf.reshape(b, [-1] + [1] * (len(self.problem.size) + 1)) for b in biases]
+            biases = [tf.reshape(b, [-1] + [1] * (len(self.size) + 1)) for b in biases]
         return [o + b for o, b in zip(out, biases)] if biases else out
 
     def loss_and_gradient(self, params, batches=None):
@@ -234,47 +247,58 @@ class _Model:
     def kernel(self):
         return self._complex([v.numpy() for v in self.variables[:2 if self.complex else 1]])
 
-    def estimate(self):
-        """Kernel and bias, with every diagnostic computed as the dense path defines it."""
+    def estimate(self, **extra):
+        """Kernel and bias, with every diagnostic computed as the other paths define it."""
         problem = self.problem
         n = 2 if self.complex else 1
         bias = self._complex([v.numpy() for v in self.variables[n:]]) if problem.bias else None
         gram = self._gram()
-        n_kernel = problem.n_coefficients
-        builder = EstimateBuilder(problem)
-        for (coef, bias_index), (target, predicted) in zip(self._systems(), self._residuals()):
+        n_kernel = int(np.prod(self.kernel_shape))
+        builder = EstimateBuilder(self.kernel_shape, self.bias_shape, problem.bias,
+                                  problem.dtype)
+        kernel = self.kernel()
+        residuals = list(self._residuals())
+        samples = np.concatenate([target for target, _ in residuals])
+        moments = Moments(float(np.real(samples.mean())), float(np.std(samples)))
+        for (coef, bias_index), (target, predicted) in zip(self._systems(), residuals):
             index = np.concatenate([coef, n_kernel + bias_index]) if problem.bias else coef
-            ss_res = float(np.sum(np.abs(target - predicted) ** 2))
-            rank, bias_rank, singular, coef_se, bias_se = gram_diagnostics(
-                gram[np.ix_(index, index)], coef.size, target.size, ss_res)
-            builder.add(coef, self.kernel().flat[coef].astype(problem.dtype), coef_se,
-                        bias_index, None if bias is None else bias.flat[bias_index], bias_se,
-                        ss_res=ss_res, ss_tot=float(np.sum(np.abs(target - target.mean()) ** 2)),
-                        n_equations=target.size, n_unknowns=index.size, rank=rank + bias_rank,
-                        singular=singular, full_rank=rank == coef.size)
+            residual = target - predicted
+            moments.add(predicted, residual)
+            ss_res = float(np.sum(np.abs(residual) ** 2))
+            factor = Factorization(gram[np.ix_(index, index)], coef.size, target.size,
+                                   problem.bias)
+            rank, coef_se, bias_se = standard_errors(factor, ss_res)
+            builder.add(coef, kernel.flat[coef].astype(problem.dtype), coef_se, bias_index,
+                        None if bias is None else bias.flat[bias_index], bias_se,
+                        ss_res=ss_res,
+                        ss_tot=float(np.sum(np.abs(target - target.mean()) ** 2)),
+                        n_equations=target.size, n_unknowns=index.size, rank=rank,
+                        extremes=factor.singular_extremes(), full_rank=factor.full_rank)
         # The result has the data's dtype, whatever precision the optimisation used.
-        return builder.estimate()
+        return builder.estimate("tf", moments=moments, **extra)
 
     def _systems(self):
         """Unknowns of each independent system: (kernel flat indices, bias flat indices).
 
-        The dense path's systems, one per output channel for a channel-mixing kernel (the
-        Gram matrix is block-diagonal across them).
+        One per output channel for a channel-mixing kernel (the Gram matrix is
+        block-diagonal across them).
         """
         problem = self.problem
-        return [tuple(index[:, 0] for index in problem.system_indices(key))
-                for key in problem.system_keys(joint=False)]
+        count = 1 if problem.layout == "shared" else problem.n_out
+        return [tuple(index[:, 0] for index in system_indices(
+            problem.layout, False, self.size, problem.n_in, problem.n_out, s))
+            for s in range(count)]
 
     def _residuals(self):
         """(targets, predictions) over the usable samples of each system."""
         problem = self.problem
         params = [self.tf.constant(v) for v in self.variables]
         per_pair = []
-        for pair, batch in zip(problem.pairs, self.batches):
+        for block, batch in zip(self.blocks, self.batches):
             predicted = self._complex([p.numpy() for p in self.predict(params, batch)])
             predicted = (np.moveaxis(predicted[..., 0], 0, -1) if problem.layout == "shared"
                          else predicted[0])
-            per_pair.append((pair.target, predicted, pair.usable))
+            per_pair.append((block.target[0], predicted, block.usable[0]))
         channel_sets = ([slice(None)] if problem.layout == "shared"
                         else [j for j in range(problem.n_out)])
         for channels in channel_sets:
@@ -319,7 +343,7 @@ def _progress(tf, max_steps, verbose):
 
 
 def _callback(model, callback, convention):
-    spatial = tuple(range(len(model.problem.size)))
+    spatial = tuple(range(len(model.size)))
 
     def call(step, loss, params):
         n = 2 if model.complex else 1

@@ -11,7 +11,7 @@ import numbers
 
 import numpy as np
 
-from ._convolve import anchor
+from ._geometry import anchor
 from ._validation import CONVENTIONS, check_axis, check_choice, check_int_tuple
 
 __all__ = [

@@ -36,7 +36,7 @@ def forward_design(x, size, *, mode, boundary, convention="convolution", origin=
     A = np.stack([c.ravel() for c in columns], axis=1)
     if boundary is None and mode == "same":
         interior = np.zeros(columns[0].shape, bool)
-        pads = kernelfit._convolve.padding(size, mode, convention,
+        pads = kernelfit._geometry.padding(size, mode, convention,
                                            (origin,) * len(size) if np.isscalar(origin)
                                            else origin)
         interior[tuple(slice(b, n - a) for (b, a), n in zip(pads, x.shape))] = True
@@ -231,11 +231,11 @@ def test_pinv_is_numpy_pinv_with_rcond(rng):
     y = kernelfit.convolve(x, kernels.box(5)) + 1e-3 * rng.standard_normal((30, 30))
     A, rows = forward_design(x, (5, 5), mode="same", boundary=None)
     for rcond in (None, 1e-3):
-        fit = fit_kernel(x, y, 5, method="pinv", rcond=rcond)
+        fit = fit_kernel(x, y, 5, method="pinv", options={"rcond": rcond})
         pinv = np.linalg.pinv(A) if rcond is None else np.linalg.pinv(A, rcond=rcond)
         np.testing.assert_allclose(fit.kernel.ravel(), pinv @ y[rows], atol=1e-10)
     plain = fit_kernel(x, y, 5)
-    truncated = fit_kernel(x, y, 5, method="pinv", rcond=1e-3)
+    truncated = fit_kernel(x, y, 5, method="pinv", options={"rcond": 1e-3})
     assert truncated.residual_rms > plain.residual_rms
 
 
@@ -247,19 +247,20 @@ def test_ridge_closed_form_with_unpenalised_bias(rng):
     lam = 7.5
     Ac, bc = A - A.mean(axis=0), b - b.mean()
     k = np.linalg.solve(Ac.T @ Ac + lam * np.eye(9), Ac.T @ bc)
-    fit = fit_kernel(x, y, 3, method="ridge", reg=lam, bias=True)
+    fit = fit_kernel(x, y, 3, method="ridge", options={"reg": lam}, bias=True)
     np.testing.assert_allclose(fit.kernel.ravel(), k, atol=1e-10)
     np.testing.assert_allclose(fit.bias, b.mean() - A.mean(axis=0) @ k, atol=1e-10)
     assert fit.reg == lam
     # (without a bias, the model lacks the offset: checks=False keeps that warning quiet)
-    np.testing.assert_allclose(fit_kernel(x, y, 3, method="ridge", reg=0.0, checks=False).kernel,
+    np.testing.assert_allclose(fit_kernel(x, y, 3, method="ridge", options={"reg": 0.0},
+                                          checks=False).kernel,
                                fit_kernel(x, y, 3, checks=False).kernel, atol=1e-12)
 
 
 def test_ridge_gcv_minimises_generalised_cross_validation(rng):
     x = data.smooth_field((40, 40), correlation_length=2.0, rng=3)
     y = kernelfit.convolve(x, kernels.gaussian(5, 1.0)) + 0.01 * rng.standard_normal((40, 40))
-    fit = fit_kernel(x, y, 5, method="ridge", reg="gcv")
+    fit = fit_kernel(x, y, 5, method="ridge", options={"reg": "gcv"})
     A, rows = forward_design(x, (5, 5), mode="same", boundary=None)
     b = y[rows]
     n = len(b)
@@ -355,13 +356,11 @@ def test_saturated_8bit_samples_are_left_out():
 # --- memory --------------------------------------------------------------------------------
 
 def test_windows_are_views_until_the_used_rows_are_taken(rng):
-    from kernelfit._problem import FitProblem, Pair
-    x = rng.standard_normal((50, 40, 1))
-    pair = Pair(x, (np.arange(50), np.arange(40)), 0.0, np.zeros((48, 38, 1)), None, None, 3,
-                np.dtype(float))
-    problem = FitProblem([pair], (3, 3), "shared", 1, 1, False, np.dtype(float), (3, 3), (1,), 0)
-    assert np.shares_memory(problem.windows(pair), pair.extended)
-    assert problem.dense_bytes() == 48 * 38 * 9 * 8
+    from kernelfit._operator import Operator
+    block = rng.standard_normal((1, 50, 40, 1))
+    windows = Operator((3, 3), "shared", 1, 1).on(block).windows()
+    assert windows.shape == (1, 48, 38, 1, 3, 3)
+    assert np.shares_memory(windows, block)
 
 
 def test_memmap_inputs_are_read_not_converted_whole(tmp_path, rng):
@@ -423,12 +422,23 @@ Y = kernelfit.convolve(X, np.ones((3, 3)))
     ((X, Y, 3), dict(channels="mixed"), ValueError,
      r"channels must be one of 'shared', 'separate', 'full'"),
     ((X, Y, 3), dict(bias="yes"), TypeError, r"bias must be True or False"),
-    ((X, Y, 3), dict(method="ridge"), ValueError, r"method='ridge' needs reg"),
-    ((X, Y, 3), dict(method="ridge", reg=-1.0), ValueError, r"reg must be non-negative"),
-    ((X, Y, 3), dict(method="ridge", reg="loo"), TypeError, r"reg must be a real number"),
-    ((X, Y, 3), dict(reg=1.0), ValueError, r"reg is used only by method='ridge'"),
-    ((X, Y, 3), dict(method="pinv", rcond=2.0), ValueError, r"rcond must be in \[0, 1\)"),
-    ((X, Y, 3), dict(rcond=0.1), ValueError, r"rcond is used only by method='pinv'"),
+    ((X, Y, 3), dict(method="ridge"), ValueError,
+     r"method='ridge' needs options=\{'reg': ...\}: a non-negative number or 'gcv'"),
+    ((X, Y, 3), dict(method="ridge", options={"reg": -1.0}), ValueError,
+     r"options\['reg'\] must be non-negative or 'gcv'; got -1.0"),
+    ((X, Y, 3), dict(method="ridge", options={"reg": "loo"}), TypeError,
+     r"options\['reg'\] must be a real number"),
+    ((X, Y, 3), dict(options={"reg": 1.0}), ValueError,
+     r"options has 'reg', which method='lstsq' does not take \(it is an option of "
+     r"method='ridge'\); method='lstsq' takes no options"),
+    ((X, Y, 3), dict(method="pinv", options={"rcond": 2.0}), ValueError,
+     r"options\['rcond'\] must be in \[0, 1\); got 2.0"),
+    ((X, Y, 3), dict(method="ridge", options={"reg": 1.0, "rcond": 0.1}), ValueError,
+     r"options has 'rcond', which method='ridge' does not take \(it is an option of "
+     r"method='pinv'\); method='ridge' takes 'reg'"),
+    ((X, Y, 3), dict(method="pinv", options={"tolerance": 0.1}), ValueError,
+     r"options has 'tolerance', which method='pinv' does not take \(no method takes it\)"),
+    ((X, Y, 3), dict(options=[("reg", 1.0)]), TypeError, r"options must be a dict"),
     ((X, Y, 3), dict(saturated="yes"), ValueError, r"saturated must be one of 'auto'"),
     ((X, Y, 3), dict(saturated=(5, 1)), ValueError, r"saturated limits must satisfy low < high"),
     ((X, Y, 3), dict(saturated=3), ValueError, r"saturated must be 'auto', True, False or a"),
@@ -491,11 +501,11 @@ def test_ridge_gcv_per_channel_and_summary(rng):
     y = kernelfit.convolve(image, kernels.box(3), channel_axis=-1)
     y[..., 1] += 0.5 * rng.standard_normal((20, 20))
     fit = fit_kernel(image, y, 3, channel_axis=-1, channels="separate", method="ridge",
-                     reg="gcv")
+                     options={"reg": "gcv"})
     assert fit.reg.shape == (2,) and fit.reg[0] < fit.reg[1]
     assert "ridge reg [" in str(fit)
     assert "ridge reg 2." in str(fit_kernel(image[..., 0], y[..., 0], 3, method="ridge",
-                                            reg=2.0))
+                                            options={"reg": 2.0}))
 
 
 def test_result_is_frozen_and_read_only(rng):
@@ -506,7 +516,7 @@ def test_result_is_frozen_and_read_only(rng):
     with pytest.raises(ValueError, match="read-only"):
         fit.kernel[0, 0] = 1.0
     text = str(fit)
-    for part in ("3x3 kernel by 'lstsq'", "residual RMS", "R^2", "identifiable: rank 10 of 10",
+    for part in ("3x3 kernel by 'lstsq-dense'", "residual RMS", "R^2", "identifiable: rank 10 of 10",
                  "bias:"):
         assert part in text
     assert "-0." not in text

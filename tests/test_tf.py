@@ -123,7 +123,7 @@ def test_keras_conv2d_layer_weights_and_bias_come_back():
 def test_keras_optimizers_descend(optimizer):
     x = data.noise((40, 40), rng=6)
     y = kernelfit.convolve(x, kernels.gaussian(3, 1.0))
-    fit = fit_kernel(x, y, 3, method="tf", optimizer=optimizer, max_steps=300)
+    fit = fit_kernel(x, y, 3, method="tf", options={"optimizer": optimizer, "max_steps": 300})
     assert fit.n_steps <= 300 and len(fit.loss_history) == fit.n_steps + 1
     assert fit.loss_history[-1] < 1e-2 * fit.loss_history[0]
     assert fit.stop_reason in ("converged", "max_steps")
@@ -134,8 +134,8 @@ def test_mini_batches_of_pairs_with_adam():
     k = kernels.box(3)
     inputs = [rng.standard_normal((16, 16)) for _ in range(4)]
     fit = fit_kernel(inputs, [kernelfit.convolve(x, k) for x in inputs], 3, method="tf",
-                     optimizer="adam", learning_rate=0.05, batch_size=2, seed=1,
-                     max_steps=400)
+                     options={"optimizer": "adam", "learning_rate": 0.05, "batch_size": 2,
+                              "rng": 1, "max_steps": 400})
     assert np.abs(fit.kernel - k).max() < 0.05
 
 
@@ -148,43 +148,50 @@ def test_callback_sees_every_step_and_can_stop(capsys):
         seen.append((step, loss, kernel.shape))
         return step == 3
 
-    fit = fit_kernel(x, y, 3, method="tf", callback=callback, verbose=False)
+    fit = fit_kernel(x, y, 3, method="tf", options={"callback": callback, "verbose": False})
     assert [s for s, _, _ in seen] == [1, 2, 3] and fit.stop_reason == "callback"
     assert seen[0][2] == (3, 3) and fit.n_steps == 3
     assert capsys.readouterr().out == ""
-    fit_kernel(x, y, 3, method="tf", verbose=True, max_steps=5)
+    fit_kernel(x, y, 3, method="tf", options={"verbose": True, "max_steps": 5})
     assert "step" in capsys.readouterr().out  # Keras' progress bar
 
 
-@pytest.mark.parametrize("kwargs,error,message", [
+@pytest.mark.parametrize("options,error,message", [
     (dict(optimizer="lbfgs"), ValueError,
-     r"optimizer must be one of 'cg', 'adam', 'sgd', 'momentum'; got 'lbfgs'"),
-    (dict(learning_rate=0.1), ValueError, r"learning_rate is not used by optimizer='cg'"),
-    (dict(optimizer="adam", learning_rate=-1.0), ValueError, r"learning_rate must be positive"),
-    (dict(max_steps=0), ValueError, r"max_steps must be a positive integer"),
-    (dict(batch_size=2), ValueError, r"batch_size needs a stochastic optimizer"),
-    (dict(dtype="float16"), ValueError, r"dtype must be one of 'float32', 'float64'"),
-    (dict(rtol=-1.0), ValueError, r"rtol must be non-negative"),
-    (dict(callback=3), TypeError, r"callback must be callable"),
-    (dict(verbose="yes"), TypeError, r"verbose must be None, True or False"),
+     r"options\['optimizer'\] must be one of 'cg', 'adam', 'sgd', 'momentum'; got 'lbfgs'"),
+    (dict(learning_rate=0.1), ValueError,
+     r"options\['learning_rate'\] is not used by optimizer='cg'"),
+    (dict(optimizer="adam", learning_rate=-1.0), ValueError,
+     r"options\['learning_rate'\] must be positive"),
+    (dict(max_steps=0), ValueError, r"options\['max_steps'\] must be a positive integer"),
+    (dict(batch_size=2), ValueError, r"options\['batch_size'\] needs a stochastic optimizer"),
+    (dict(dtype="float16"), ValueError,
+     r"options\['dtype'\] must be one of 'float32', 'float64'"),
+    (dict(rtol=-1.0), ValueError, r"options\['rtol'\] must be non-negative"),
+    (dict(callback=3), TypeError, r"options\['callback'\] must be callable"),
+    (dict(verbose="yes"), TypeError, r"options\['verbose'\] must be None, True or False"),
+    (dict(rng="seed"), TypeError, r"options\['rng'\] must be None, an integer seed or a "
+                                  r"numpy.random.Generator"),
+    (dict(seed=1), ValueError, r"options has 'seed', which method='tf' does not take "
+                               r"\(no method takes it\); method='tf' takes 'optimizer'"),
 ])
-def test_tf_option_errors(kwargs, error, message):
+def test_tf_option_errors(options, error, message):
     x = np.ones((8, 8))
     with pytest.raises(error, match=message):
-        fit_kernel(x, x, 3, method="tf", **kwargs)
+        fit_kernel(x, x, 3, method="tf", options=options)
 
 
 def test_tf_options_belong_to_method_tf():
     x = np.random.default_rng(0).standard_normal((8, 8))
-    with pytest.raises(ValueError, match=r"max_steps is used only by method='tf'; got "
-                                         r"method='lstsq'"):
-        fit_kernel(x, x, 3, max_steps=10)
+    with pytest.raises(ValueError, match=r"options has 'max_steps', which method='lstsq' does "
+                                         r"not take \(it is an option of method='tf'\)"):
+        fit_kernel(x, x, 3, options={"max_steps": 10})
 
 
 def test_float32_is_close():
     x = data.noise((64, 64), rng=9)
     y = kernelfit.convolve(x, kernels.gaussian(5, 1.0))
-    fit = fit_kernel(x, y, 5, method="tf", dtype="float32")
+    fit = fit_kernel(x, y, 5, method="tf", options={"dtype": "float32"})
     assert fit.stop_reason == "converged" and fit.kernel.dtype == np.float64
     assert np.abs(fit.kernel - kernels.gaussian(5, 1.0)).max() < 1e-5
 

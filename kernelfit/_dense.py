@@ -1,0 +1,247 @@
+"""Solve from the patch matrix: least squares, pseudoinverse and ridge by one SVD per system.
+
+The methods differ only in the filter factors they apply to the singular values, so every
+diagnostic is computed alike. The patch rows are built in one pass over the fitted samples.
+"""
+
+# scipy.linalg and scipy.optimize are imported where they are used: `import kernelfit` stays
+# fast.
+
+import dataclasses
+
+import numpy as np
+
+from ._operator import Operator
+from ._solve import EstimateBuilder, Moments, system_indices
+from ._statistics import read_tiles
+
+# A dense system larger than this (the patch matrix alone) is refused: the SVD needs as
+# much again, and the normal equations are the right tool for such sizes.
+DENSE_LIMIT_BYTES = 2 * 2**30
+
+
+@dataclasses.dataclass
+class System:
+    """A dense least-squares system ``A X = B`` and where its solution goes."""
+
+    A: np.ndarray
+    B: np.ndarray
+    groups: object
+    n_groups: int
+    coef_index: np.ndarray
+    bias_index: np.ndarray
+
+
+def _row_bound(problem, design):
+    """Rows of the largest system, counting every sample of the fitted boxes."""
+    samples = sum(box.size for box in design.boxes)
+    return samples * (problem.n_in if problem.layout == "shared" else 1)
+
+
+def dense_bytes(problem, design):
+    """Bytes of the largest patch matrix the dense solvers would build (at most)."""
+    m = design.support.size * (problem.n_in if problem.layout == "full" else 1)
+    return _row_bound(problem, design) * m * np.dtype(problem.dtype).itemsize
+
+
+def solve_lstsq(problem, design, first=None):
+    """Minimum-norm least squares, by SVD, with the usual rank tolerance ``max(n, m) eps``."""
+    return _solve(problem, design, lambda s, tol, beta, b2, n, g: _truncated(s, tol),
+                  method="lstsq-dense")
+
+
+def solve_pinv(problem, design, first=None, *, rcond=None):
+    """Explicit pseudoinverse: singular values below ``rcond * s_max`` are discarded."""
+    def factors(s, tol, beta, b2, n, g):
+        cutoff = tol if rcond is None else rcond * (s[0] if s.size else 0.0)
+        return _truncated(s, cutoff)
+    return _solve(problem, design, factors, explicit=True, method="pinv")
+
+
+def solve_ridge(problem, design, first=None, *, reg):
+    """Tikhonov regularisation ``min |A x - b|^2 + reg |x|^2``; reg='gcv' chooses it."""
+    chosen = []
+
+    def factors(s, tol, beta, b2, n, g):
+        lam = _gcv(s, beta, b2, n, g) if reg == "gcv" else float(reg)
+        chosen.append(lam)
+        if lam == 0:
+            return _truncated(s, tol)
+        return s / (s ** 2 + lam)
+
+    estimate = _solve(problem, design, factors, method="ridge")
+    # One parameter per system: several only when GCV chose them per channel.
+    return dataclasses.replace(estimate, reg=chosen[0] if len(set(chosen)) == 1
+                               else np.array(chosen))
+
+
+def _truncated(s, cutoff):
+    safe = np.where(s > cutoff, s, 1.0)
+    return np.where(s > cutoff, 1.0 / safe, 0.0)
+
+
+def _gcv(s, beta, b2, n, g):
+    """The Tikhonov parameter that minimises generalised cross-validation.
+
+    `beta` is ``U^H b`` and `b2` is ``|b|^2``; the part of b outside U's span is residual
+    at every parameter.
+    """
+    import scipy.optimize
+
+    if not s.size or s[0] == 0:
+        return 0.0
+    power = np.sum(np.abs(beta) ** 2, axis=1)  # per singular value, over right-hand sides
+    outside = max(b2 - float(power.sum()), 0.0)
+    s2 = s ** 2
+
+    def score(log_lam):
+        lam = 10.0 ** log_lam
+        shrink = lam / (s2 + lam)
+        rss = np.sum(shrink ** 2 * power) + outside
+        dof = n - np.sum(s2 / (s2 + lam)) - g
+        return np.inf if dof <= 0 else n * rss / dof ** 2
+
+    top = np.log10(s2[0])
+    grid = np.linspace(top - 14, top + 1, 151)
+    scores = [score(x) for x in grid]
+    best = int(np.argmin(scores))
+    low, high = grid[max(best - 1, 0)], grid[min(best + 1, grid.size - 1)]
+    result = scipy.optimize.minimize_scalar(score, bounds=(low, high), method="bounded")
+    return 10.0 ** (result.x if result.fun <= scores[best] else grid[best])
+
+
+def _svd(A):
+    import scipy.linalg
+
+    try:
+        return scipy.linalg.svd(A, full_matrices=False, lapack_driver="gesdd")
+    except np.linalg.LinAlgError:
+        return scipy.linalg.svd(A, full_matrices=False, lapack_driver="gesvd")
+
+
+def systems(problem, design):
+    """The dense systems of a design, built in one pass over its fitted samples.
+
+    'shared': one system whose rows are every channel's samples (a bias group per channel);
+    'separate': one per channel; 'full': one with a column per output channel when they
+    share their samples, else one per output channel.
+    """
+    support = design.support
+    operator = Operator(support.shape, problem.layout, problem.n_in, problem.n_out)
+    ndim = len(support.shape)
+    if problem.layout == "shared":
+        plans = [([c], [c], c, c) for c in range(problem.n_in)]  # channel, target, rows, group
+        count = 1
+    elif problem.layout == "separate":
+        plans = [([c], [c], c, 0) for c in range(problem.n_out)]
+        count = problem.n_out
+    elif problem.joint:
+        plans = [(slice(None), list(range(problem.n_out)), 0, 0)]
+        count = 1
+    else:
+        plans = [(slice(None), [j], j, 0) for j in range(problem.n_out)]
+        count = problem.n_out
+    parts = [([], [], []) for _ in range(count)]
+    for _, block in read_tiles(problem, support, design.boxes, design.pad_mode):
+        windows = np.moveaxis(operator.on(block.extended).windows(), ndim + 1, -1)
+        for index, (channel, targets, rows_of, group) in enumerate(plans):
+            system = 0 if problem.layout == "shared" else index
+            kept = block.usable[..., rows_of]
+            W = windows[kept][..., channel]
+            parts[system][0].append(W.reshape(W.shape[0], -1))
+            parts[system][1].append(block.target[kept][:, targets])
+            parts[system][2].append(np.full(W.shape[0], group))
+    out = []
+    for s, (rows, targets, groups) in enumerate(parts):
+        coef_index, bias_index = system_indices(problem.layout, problem.joint, support.shape,
+                                                problem.n_in, problem.n_out, s)
+        A = np.concatenate(rows).astype(problem.dtype, copy=False)
+        B = np.concatenate(targets).astype(problem.dtype, copy=False)
+        n_groups = problem.n_in if problem.layout == "shared" else 1
+        out.append(System(A, B, np.concatenate(groups) if problem.bias else None,
+                          n_groups if problem.bias else 0, coef_index, bias_index))
+    return out
+
+
+def _solve(problem, design, filter_factors, *, explicit=False, method):
+    """Solve every system of the design by SVD with the given filter factors f(s).
+
+    ``X = V diag(f) U^H B``; the covariance of X is ``sigma^2 V diag(|f|^2) V^H``. A bias
+    is fitted exactly and unpenalised by centring each bias group (Frisch-Waugh-Lovell).
+    """
+    needed = dense_bytes(problem, design)
+    if needed > DENSE_LIMIT_BYTES:
+        m = design.support.size * (problem.n_in if problem.layout == "full" else 1)
+        raise ValueError(
+            f"the dense patch matrix would take {needed / 2**30:.1f} GiB "
+            f"({_row_bound(problem, design)} equations x {m} unknowns; limit "
+            f"{DENSE_LIMIT_BYTES / 2**30:.0f} GiB); method='lstsq' solves it exactly from "
+            f"the normal equations instead")
+    builder = EstimateBuilder(problem.kernel_shape(design.support.shape),
+                              (problem.n_in,) if problem.layout == "shared"
+                              else (problem.n_out,), problem.bias, problem.dtype)
+    all_systems = systems(problem, design)
+    samples = np.concatenate([s.B.ravel() for s in all_systems])
+    centre = float(np.real(samples.mean())) if samples.size else 0.0
+    moments = Moments(centre, float(np.std(samples)) if samples.size else 1.0)
+    for system in all_systems:
+        A, B = system.A, system.B
+        n, m = A.shape
+        r = B.shape[1]
+        ss_tot = np.sum(np.abs(B - B.mean(axis=0)) ** 2, axis=0) if n else np.zeros(r)
+        groups = system.groups
+        n_groups = system.n_groups
+        if groups is not None:
+            counts = np.bincount(groups, minlength=n_groups)
+            mean_A = np.zeros((n_groups, m), dtype=A.dtype)
+            mean_B = np.zeros((n_groups, r), dtype=B.dtype)
+            for g in np.flatnonzero(counts):
+                mean_A[g] = A[groups == g].mean(axis=0)
+                mean_B[g] = B[groups == g].mean(axis=0)
+            # In place: the patch matrix is this solver's own copy of the used windows.
+            nonempty = np.flatnonzero(counts)
+            if nonempty.size == 1:
+                A -= mean_A[nonempty[0]]
+            else:
+                for g in nonempty:
+                    A[groups == g] -= mean_A[g]
+            B = B - mean_B[groups]
+        U, s, Vh = _svd(A)
+        tol = max(n, m) * np.finfo(s.dtype).eps * (s[0] if s.size else 0.0)
+        rank = int(np.sum(s > tol))
+        beta = U.conj().T @ B
+        f = filter_factors(s, tol, beta, float(np.sum(np.abs(B) ** 2)), n, n_groups)
+        if explicit:  # the pseudoinverse as a matrix, as the classic answer forms it
+            X = ((Vh.conj().T * f) @ U.conj().T) @ B
+        else:
+            X = Vh.conj().T @ (f[:, None] * beta)
+        residual = B - A @ X
+        ss_res = np.sum(np.abs(residual) ** 2, axis=0)
+        # Degrees of freedom: samples less the trace of the hat matrix (sum of f s) and the
+        # bias groups that have samples.
+        n_bias = int(np.count_nonzero(counts)) if groups is not None else 0
+        dof = n - float(np.sum(np.real(f * s))) - n_bias
+        sigma2 = ss_res / dof if dof > 0 else np.full(r, np.nan)
+        in_row_space = np.sum(np.abs(Vh[:rank]) ** 2, axis=0) > 1 - 1e-6
+        variance = (np.abs(Vh.conj().T) ** 2) @ (np.abs(f) ** 2)
+        coef_stderr = np.sqrt(np.outer(variance, sigma2))
+        coef_stderr[~in_row_space] = np.nan
+        b, b_stderr, bias_rank = None, None, 0
+        if groups is not None:
+            projected = Vh.conj() @ mean_A.T  # (k, G): each group mean in the V basis
+            captured = np.sum(np.abs(projected[:rank]) ** 2, axis=0)
+            estimable = (captured >= (1 - 1e-6) * np.sum(np.abs(mean_A) ** 2, axis=1)) & (
+                counts > 0)
+            b = np.where(counts[:, None] > 0, mean_B - mean_A @ X, np.nan)
+            b_var = (1.0 / np.maximum(counts, 1))[:, None] + (
+                np.abs(projected.T) ** 2 @ (np.abs(f) ** 2))[:, None]
+            b_stderr = np.sqrt(b_var * sigma2[None, :])
+            b_stderr[~estimable] = np.nan
+            bias_rank = int(np.count_nonzero(estimable))
+        moments.add((system.B - residual).ravel(), residual.ravel())
+        builder.add(system.coef_index, X, coef_stderr, system.bias_index, b, b_stderr,
+                    ss_res=float(ss_res.sum()), ss_tot=float(ss_tot.sum()),
+                    n_equations=n * r, n_unknowns=(m + n_groups) * r,
+                    rank=(rank + bias_rank) * r, extremes=s[[0, -1]] if s.size else s,
+                    full_rank=s.size == m and rank == m)
+    return builder.estimate(method, moments=moments)

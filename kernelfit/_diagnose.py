@@ -1,0 +1,173 @@
+"""Diagnose: what the fit's own numbers say about the model, as warnings that name the cause.
+
+Identifiability comes from the solve; a better placement or size from sub-blocks of the first
+pass; shift-invariance from the per-band statistics; linearity from the residual pass's
+moments. Nothing here reads the pixels.
+"""
+
+# scipy.stats is imported where it is used: `import kernelfit` stays fast.
+
+import warnings
+
+import numpy as np
+
+from ._search import SubFit, better_placement
+from ._warnings import IdentifiabilityWarning, ModelWarning
+
+# fit_kernel -> diagnose -> a check -> _warn -> warnings.warn: the warning points at the
+# caller of fit_kernel.
+STACKLEVEL = 5
+
+
+def _warn(message, category):
+    warnings.warn(message, category, stacklevel=STACKLEVEL)
+
+
+def diagnose(problem, first, choice, estimate, fit):
+    """Warn about everything the data say is wrong with the fit `fit`."""
+    _identifiability(fit)
+    _boundary(choice)
+    if not problem.checks:
+        return
+    if problem.mode == "same" and problem.size != "auto" and problem.origin != "auto":
+        _placement(problem, first, choice)
+    # A non-linear filter's best linear kernel differs between regions of other levels: the
+    # shift-invariance test would blame the wrong cause.
+    if not _linearity(problem, first, estimate, fit) and problem.mode != "full":
+        _shift_invariance(problem, first, choice, fit)
+
+
+def _identifiability(fit):
+    if fit.identifiable:
+        return
+    advice = ("a larger or more textured image, more pairs" if fit.n_equations
+              >= fit.n_unknowns else "more output samples (a larger image, more pairs)")
+    _warn(f"the data determine only {fit.rank} independent combinations of the "
+          f"{fit.n_unknowns} unknowns ({fit.n_equations} equations): the kernel is not "
+          f"identifiable and the minimum-norm solution is returned. {advice.capitalize()} "
+          f"or a smaller size would help.", IdentifiabilityWarning)
+
+
+def _boundary(choice):
+    if choice.boundary_noise is None:
+        return
+    scores = choice.boundary_scores
+    best = min(scores, key=scores.get)
+    _warn(f"no edge rule reproduces the output's border samples: the best, {best!r}, "
+          f"leaves a border residual RMS of {scores[best]:.3g} against "
+          f"{choice.boundary_noise:.3g} inside; the kernel is fitted from the interior only "
+          f"(boundary=None)", ModelWarning)
+
+
+def _placement(problem, first, choice):
+    """A kernel of the given size, placed elsewhere or larger, explains far more."""
+    support = choice.design.support
+    found = better_placement(problem, first, support)
+    if found is None:
+        return
+    convention = problem.convention
+    if found.same_size:
+        origin = found.support.origin(convention)
+        _warn(f"the kernel is misplaced: at origin={origin} a {_size(support)} kernel leaves "
+              f"a residual RMS of {found.rms:.3g} against {found.chosen_rms:.3g} at "
+              f"origin={support.origin(convention)} (a causal filter, or a library that "
+              f"anchors kernels elsewhere). Pass origin={origin}, or origin='auto'.",
+              ModelWarning)
+    else:
+        _warn(f"the kernel is larger than size={_size(support)}: a {_size(found.support)} "
+              f"support leaves a residual RMS of {found.rms:.3g} against "
+              f"{found.chosen_rms:.3g}. Pass a larger size, or size='auto'.", ModelWarning)
+
+
+def _size(support):
+    return "x".join(map(str, support.shape))
+
+
+def _shift_invariance(problem, first, choice, fit):
+    """Kernels fitted to the top and the bottom half of the rows, from the per-band
+    statistics: a Chow test that separate kernels explain more, a difference that matters
+    (2% of the largest coefficient), and one coefficient that differs by over 5 standard
+    errors (rounding in the filter, a shift-invariant effect, differs by less)."""
+    import scipy.stats
+
+    support = choice.design.support
+    if not first.support.contains(support):
+        return
+    halves = [SubFit(problem, band, support) for band in first.bands]
+    pooled = SubFit(problem, first.total, support)
+    if any(h.n == 0 for h in halves) or not all(
+            f.full_rank for h in halves + [pooled] for f in h.factors):
+        return
+    p, n = pooled.p, pooled.n
+    if min(h.n for h in halves) < 20 * p:
+        return
+    scale = float(np.sqrt(pooled.yy / max(n, 1))) or 1.0
+    separate = sum(h.total_rss(scale) for h in halves)
+    gained = max(pooled.total_rss(scale) - separate, 0.0)
+    statistic = (gained / p) / (separate / max(n - 2 * p, 1))
+    first_kernel, second_kernel = (h.kernel()[0] for h in halves)
+    difference = np.abs(first_kernel - second_kernel)
+    # each half has about its share of the samples: its variance scales by n / n_half
+    spread = pooled.stderr(scale) * np.sqrt(sum(n / h.n for h in halves))
+    peak = float(np.abs(fit.kernel).max()) or 1.0
+    strongest = float(np.nanmax(difference / np.where(spread > 0, spread, np.inf)))
+    if scipy.stats.f.sf(statistic, p, max(n - 2 * p, 1)) < 1e-6 and strongest > 5 and \
+            difference.max() > 0.02 * peak:
+        _warn(f"kernels fitted on the top and bottom of the image differ by up to "
+              f"{difference.max():.3g} ({difference.max() / peak:.0%} of the largest "
+              f"coefficient), far beyond their standard errors: the filter is not "
+              f"shift-invariant (vignetting, a spatially varying blur, a local tone map). Fit "
+              f"regions separately with mask=, or a smaller region of interest.",
+              ModelWarning)
+
+
+def _linearity(problem, first, estimate, fit):
+    """The residual against a cubic in the predicted level (a partial F-test), and its mean
+    when the model has no offset, from the residual pass's moments. True if it curves."""
+    import scipy.stats
+
+    moments = estimate.moments
+    if moments is None or moments.n < 50 or moments.high - moments.low <= 0:
+        return False
+    n = moments.n
+    rms_r = np.sqrt(moments.sum_r2 / n)
+    rms_p = np.sqrt(moments.sum_p2 / n)
+    if rms_r <= 1e-9 * rms_p or rms_r <= _precision_floor(problem, first, fit, rms_p):
+        return False  # an exact fit: what is left is rounding, of the arithmetic or the data
+    offset = moments.sum_r / n
+    spread = np.sqrt(max(moments.sum_r2 / n - abs(offset) ** 2, 0.0))
+    missing_offset = fit.bias is None and abs(offset) > 5 * spread / np.sqrt(n) \
+        and abs(offset) > 0.01 * rms_p
+    curved = False
+    if moments.real:
+        # What a quadratic and a cubic in the predicted value explain beyond a constant and
+        # a straight line (~ chi-square with 2 dof when the filter is linear)
+        straight = moments.rss(2)
+        fraction = (straight - moments.rss(4)) / straight if straight > 0 else 0.0
+        curved = fraction > 0.02 and scipy.stats.chi2.sf(fraction * n, 2) < 1e-6
+    if curved:
+        _warn(f"the residual depends on the output level: a curve in the predicted value "
+              f"explains {fraction:.0%} of it, so the filter is not linear in the input (gamma "
+              f"or sRGB processing, a tone curve, clipping, or rounding between passes). "
+              f"Linearise both images first (for sRGB, undo its transfer curve), or fit a "
+              f"narrower range of levels with mask="
+              + (f"; it also adds an offset ({offset:.3g}): bias=True." if missing_offset
+                 else "."), ModelWarning)
+    elif missing_offset:
+        _warn(f"the residual has a mean of {offset:.3g}: the filter adds an offset the model "
+              f"lacks (as Pillow's EMBOSS adds 128). Fit it with bias=True.", ModelWarning)
+    return curved
+
+
+def _precision_floor(problem, first, fit, rms_p):
+    """The residual RMS that the rounding of floating-point data alone can leave: the
+    output's own rounding, and the input's carried through the kernel (times 100, for
+    rounding inside the filter too). Integer data are exact as given: 0 for them."""
+    output = problem.output_precision * rms_p
+    stats = first.total
+    m = stats.n_kernel
+    rows = max(int(stats.n_rows.sum()), 1)
+    rms_x = float(np.sqrt(np.real(np.trace(stats.gram[:, :m, :m], axis1=1, axis2=2)).sum()
+                          / (m * rows)))
+    carried = problem.input_precision * rms_x * float(np.sum(np.abs(fit.kernel)))
+    return 100 * (output + carried)

@@ -1,0 +1,174 @@
+"""Least squares from the normal equations: the statistics of the fitted support, one
+factorisation per system, and one residual pass over the pixels.
+
+The residual pass gives the exact residual (the statistics alone lose it to cancellation on
+near-exact fits) and the moments the linearity check needs; when the normal equations'
+error, cond(G) eps, could matter against the kernel's own uncertainty it also refines the
+solution once with ``A^H r``, which turns normal-equation accuracy into least-squares accuracy.
+"""
+
+import numpy as np
+
+from ._operator import Operator
+from ._solve import (
+    EstimateBuilder,
+    Factorization,
+    Moments,
+    residual_from_statistics,
+    standard_errors,
+    system_indices,
+)
+from ._statistics import batches, statistics_for
+
+# Up to this size of patch matrix, method='lstsq' solves densely by SVD (the most robust for
+# rank-deficient data); above it, from the normal equations.
+DENSE_AUTO_BYTES = 64 * 2**20
+
+
+def solve_lstsq(problem, design, first):
+    """Least squares by the cheaper exact path: the dense SVD for small problems, else the
+    normal equations, whose cost does not grow with the kernel's area times the image's."""
+    from ._dense import dense_bytes, solve_lstsq as solve_dense
+
+    if dense_bytes(problem, design) <= DENSE_AUTO_BYTES:
+        return solve_dense(problem, design, first)
+    return solve_statistics(problem, design, first)
+
+
+def solve_statistics(problem, design, first):
+    """Least squares from the statistics of `design`, with one residual pass."""
+    stats = statistics_for(problem, first, design)
+    systems = [Factorization(stats.gram[s], stats.n_kernel, int(stats.n_rows[s]),
+                             problem.bias) for s in range(stats.gram.shape[0])]
+    solutions = [factor.solve(stats.rhs[s]) for s, factor in enumerate(systems)]
+    refine = any(_worth_refining(factor, stats, s, x, b, problem.bias)
+                 for s, (factor, (x, b)) in enumerate(zip(systems, solutions)))
+    kernel, bias = _assemble(problem, design, solutions)
+    ss_res, gradient, moments = residual_pass(problem, design, stats, kernel, bias, refine)
+    builder = EstimateBuilder(problem.kernel_shape(design.support.shape),
+                              _bias_shape(problem), problem.bias, problem.dtype)
+    for s, (factor, (x, b)) in enumerate(zip(systems, solutions)):
+        rr = ss_res[s]
+        if refine:  # one step with exact residuals: A^H r instead of b - G x
+            dx, db = factor.solve(gradient[s])
+            delta = np.concatenate([dx, db]) if problem.bias else dx
+            g = gradient[s][:delta.shape[0]]
+            gram = stats.gram[s][:delta.shape[0], :delta.shape[0]]
+            rr = np.maximum(rr - 2 * np.real(np.sum(np.conj(delta) * g, axis=0)) + np.real(
+                np.sum(np.conj(delta) * (gram @ delta), axis=0)), 0.0)
+            x, b = x + dx, b + db
+        _add_system(builder, problem, design, stats, s, factor, x, b, rr)
+    return builder.estimate("lstsq-stats", moments=moments)
+
+
+def _worth_refining(factor, stats, s, x, b, bias):
+    """Whether the normal equations' error bound, cond(G) eps |x|, could show against the
+    kernel's uncertainty (always, for a near-exact fit)."""
+    s_max, s_min = factor.singular_extremes() if factor.full_rank else (1.0, 0.0)
+    if s_min == 0:
+        return False  # minimum-norm solution: refinement would not change its meaning
+    bound = (s_max / s_min) ** 2 * np.finfo(float).eps * float(np.max(np.abs(x), initial=0))
+    if bound <= 1e-13 * float(np.max(np.abs(x), initial=1.0)):
+        return False
+    rss = residual_from_statistics(stats.gram[s], stats.rhs[s], stats.yy[s], x,
+                                   b if bias else None)
+    dof = max(1, factor.n_rows - factor.rank - int(np.count_nonzero(factor.has_rows)))
+    spread = np.sqrt(float(np.max(rss)) / dof * float(np.nanmin(factor.inverse_diagonal())))
+    return bound > 1e-3 * spread
+
+
+def _bias_shape(problem):
+    return (problem.n_in,) if problem.layout == "shared" else (problem.n_out,)
+
+
+def _indices(problem, design, s):
+    return system_indices(problem.layout, problem.joint, design.support.shape, problem.n_in,
+                          problem.n_out, s)
+
+
+def _assemble(problem, design, solutions):
+    """The per-system solutions as the operator's kernel and a bias per output channel."""
+    kernel = np.zeros(problem.kernel_shape(design.support.shape), dtype=problem.dtype)
+    bias = np.zeros(problem.n_out, dtype=problem.dtype)
+    for s, (x, b) in enumerate(solutions):
+        coef, bias_index = _indices(problem, design, s)
+        kernel.flat[coef] = x
+        if problem.bias:
+            bias[bias_index] = b
+    return kernel, bias
+
+
+def _add_system(builder, problem, design, stats, s, factor, x, b, ss_res):
+    coef, bias_index = _indices(problem, design, s)
+    m = stats.n_kernel
+    counts = stats.counts[s]
+    n = int(counts.sum())
+    ysum = stats.rhs[s][m:].sum(axis=0)
+    ss_tot = np.maximum(stats.yy[s] - np.abs(ysum) ** 2 / max(n, 1), 0.0)
+    for j in range(x.shape[1]):
+        rank, coef_se, bias_se = standard_errors(factor, float(ss_res[j]))
+        builder.add(coef[:, j], x[:, j], coef_se, bias_index[:, j],
+                    b[:, j] if problem.bias else None, bias_se, ss_res=float(ss_res[j]),
+                    ss_tot=float(ss_tot[j]), n_equations=n,
+                    n_unknowns=m + (stats.groups if problem.bias else 0), rank=rank,
+                    extremes=factor.singular_extremes(), full_rank=factor.full_rank)
+
+
+def _slots(problem):
+    """For each output channel: its (system, bias group or column)."""
+    if problem.layout == "shared":
+        return [(0, c) for c in range(problem.n_out)]
+    if problem.layout == "separate" or not problem.joint:
+        return [(o, 0) for o in range(problem.n_out)]
+    return [(0, o) for o in range(problem.n_out)]
+
+
+def residual_pass(problem, design, stats, kernel, bias, refine):
+    """One pass over the fitted samples with the solved kernel.
+
+    Returns the residual sum of squares per system and column, (S, R); ``[A 1]^H r`` per
+    system, (S, M, R), when `refine`; and the moments of the residual against the predicted
+    level.
+    """
+    support = design.support
+    operator = Operator(support.shape, problem.layout, problem.n_in, problem.n_out)
+    systems, columns = stats.rhs.shape[0], stats.rhs.shape[2]
+    ss_res = np.zeros((systems, columns))
+    gradient = np.zeros(stats.rhs.shape, dtype=stats.rhs.dtype) if refine else None
+    n = max(int(stats.n_rows.sum()), 1)
+    mean = stats.rhs[:, stats.n_kernel:].sum() / n
+    spread = np.sqrt(max(float(stats.yy.sum()) / n - abs(mean) ** 2, 0.0))
+    moments = Moments(float(np.real(mean)), spread)
+    slots = _slots(problem)
+    shared = problem.layout == "shared"
+    for _, block in batches(problem, support, design.boxes, design.pad_mode):
+        applied = operator.on(block.extended)
+        if refine and applied.use_fft:
+            applied.spectra  # forward and adjoint share the block's transform
+        predicted = applied.forward(kernel)
+        if problem.bias:
+            predicted += bias
+        residual = block.target  # this pass's own copy: overwritten in place
+        residual -= predicted
+        used = block.usable
+        residual[~used] = 0
+        moments.add(predicted, residual, used)
+        del predicted
+        energy = np.sum(np.abs(residual) ** 2, axis=tuple(range(residual.ndim - 1)))
+        sums = residual.sum(axis=tuple(range(residual.ndim - 1)))
+        for o, (system, slot) in enumerate(slots):
+            ss_res[system, 0 if shared else (slot if columns > 1 else 0)] += energy[o]
+        if refine:
+            correlation = applied.adjoint(residual)  # kernel-shaped
+            m = stats.n_kernel
+            for s in range(systems):
+                coef, _ = _indices(problem, design, s)
+                gradient[s, :m] += correlation.flat[coef]
+            for o, (system, slot) in enumerate(slots):
+                if shared:
+                    gradient[system, m + slot, 0] += sums[o]
+                elif columns > 1:
+                    gradient[system, m, slot] += sums[o]
+                else:
+                    gradient[system, m, 0] += sums[o]
+    return ss_res, gradient, moments

@@ -1,0 +1,451 @@
+"""Prepare: every argument of fit_kernel checked once, and the data as lazily read pairs.
+
+Nothing downstream validates again. The pixels are not read here: each block is read, converted
+to the fit's dtype and checked for NaN once, when a later stage asks for it (`Pair.block`).
+"""
+
+import dataclasses
+import numbers
+
+import numpy as np
+
+from ._geometry import (
+    Box,
+    block_maps,
+    check_origin,
+    infer_mode,
+    output_shape,
+    support_for,
+)
+from ._operator import LAYOUTS, gather
+from ._solve import check_options
+from ._validation import (
+    BOUNDARIES,
+    CONVENTIONS,
+    MODES,
+    check_axis,
+    check_boundary,
+    check_choice,
+    check_int_tuple,
+    check_scalar,
+    saturation_limits,
+)
+
+__all__ = ["Problem", "Pair", "prepare"]
+
+
+class Source:
+    """One array of a pair, channels last, read by blocks (an ndarray, a memmap, or any array
+    with ``shape``, ``dtype`` and slicing, such as zarr or h5py datasets)."""
+
+    def __init__(self, array, channel_axis=None):
+        self.array = array
+        self.dtype = np.dtype(array.dtype)
+        ndim = len(array.shape)
+        if channel_axis is None:
+            self.axes = tuple(range(ndim))
+            self.shape = tuple(array.shape) + (1,)
+        else:
+            self.axes = tuple(a for a in range(ndim) if a != channel_axis) + (channel_axis,)
+            self.shape = tuple(array.shape[a] for a in self.axes)
+        self.added = channel_axis is None
+
+    def read(self, index):
+        """The block `index` (slices over the channels-last axes) as an ndarray."""
+        original = [slice(None)] * len(self.array.shape)
+        for position, axis in enumerate(self.axes):
+            original[axis] = index[position]
+        block = np.asarray(self.array[tuple(original)])
+        if self.axes != tuple(range(len(self.axes))):
+            block = np.transpose(block, self.axes)
+        return block[..., np.newaxis] if self.added else block
+
+
+@dataclasses.dataclass(frozen=True)
+class Block:
+    """Materialised output samples of a pair: the extended input their windows read, their
+    targets and which of them the fit may use. A leading batch axis of 1."""
+
+    extended: np.ndarray   # (1, *S_block, C_in)
+    target: np.ndarray     # (1, *S_valid, C_out)
+    usable: np.ndarray     # (1, *S_valid, C_out) bool
+
+
+@dataclasses.dataclass(frozen=True)
+class Pair:
+    """One input/output pair of a fit, channels last, never read whole."""
+
+    input: Source
+    output: Source
+    mask: object           # None or a Source of bool, last axis C_out or 1
+    limits: object         # None or (low, high): output samples at or past them are clipped
+    name: str              # '' for a single pair, '[i]' for the i-th of several
+
+    @property
+    def in_shape(self):
+        return self.input.shape[:-1]
+
+    @property
+    def out_shape(self):
+        return self.output.shape[:-1]
+
+    def block(self, support, box, pad_mode, fillvalue, dtype):
+        """Output samples `box` and the extended input their windows (taps `support`) read.
+
+        The input is extended by `pad_mode` (None: the windows must lie inside the input).
+        Values are checked here, as they are read: NaN or infinity in the input, or in an
+        output sample the fit may use, is an error naming the argument.
+        """
+        maps = block_maps(self.in_shape, support, box, pad_mode)
+        extended = gather(self.input, maps, fillvalue, dtype, read=self.input.read)
+        if extended.dtype.kind in "fc" and not np.isfinite(extended).all():
+            raise ValueError(f"input{self.name} contains NaN or infinite values")
+        index = box.slices() + (slice(None),)
+        raw = self.output.read(index)
+        usable = np.ones(raw.shape, dtype=bool)
+        if self.mask is not None:
+            usable &= np.broadcast_to(self.mask.read(index), raw.shape)
+        if self.limits is not None:
+            usable &= (raw > self.limits[0]) & (raw < self.limits[1])
+        target = raw.astype(dtype)
+        if target.dtype.kind in "fc":
+            finite = np.isfinite(target)
+            if not finite[usable].all():
+                raise ValueError(f"output{self.name} contains NaN or infinite values (in "
+                                 f"samples the fit uses; mask them out with mask=)")
+            target[~finite] = 0
+        return Block(extended[np.newaxis], target[np.newaxis], usable[np.newaxis])
+
+
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    """A fit_kernel call, validated: the pairs and every option in canonical form.
+
+    `size` and `origin` may still be 'auto' (the search settles them); `origin` is in the
+    user's `convention`. `joint` says whether every output channel of a 'full' layout uses
+    the same samples (one design, several right-hand sides).
+    """
+
+    pairs: tuple
+    n_spatial: int
+    n_in: int
+    n_out: int
+    layout: str
+    grey_output: bool
+    channel_axis: object
+    channels: object
+    mode: str
+    boundary: object       # None, 'auto' or a public rule name
+    fillvalue: object
+    convention: str
+    bias: bool
+    dtype: np.dtype
+    size: object           # tuple or 'auto'
+    origin: object         # tuple or 'auto'
+    max_size: int
+    checks: bool
+    method: str
+    options: dict
+    joint: bool
+    n_masked_outside: int = 0
+
+    @property
+    def pad_mode(self):
+        return None if self.boundary in (None, "auto") else BOUNDARIES[self.boundary]
+
+    def support(self, size, origin):
+        """The support of a kernel of `size` at the user `origin`, correlation orientation."""
+        return support_for(size, self.mode, self.convention, origin)
+
+    def kernel_shape(self, size):
+        return {"shared": tuple(size), "separate": tuple(size) + (self.n_out,),
+                "full": tuple(size) + (self.n_in, self.n_out)}[self.layout]
+
+    @property
+    def input_precision(self):
+        """Relative rounding of the input's dtype (0 for integers: exact as given)."""
+        return max(_precision(p.input.dtype) for p in self.pairs)
+
+    @property
+    def output_precision(self):
+        return max(_precision(p.output.dtype) for p in self.pairs)
+
+
+def _precision(dtype):
+    return float(np.finfo(dtype).eps) if dtype.kind in "fc" else 0.0
+
+
+# --- prepare ----------------------------------------------------------------------------------
+
+CHANNELS = LAYOUTS
+
+
+def prepare(input, output, size, *, mode, boundary, fillvalue, convention, origin, bias,
+            channel_axis, channels, mask, saturated, method, options, max_size, checks):
+    """Check every argument of fit_kernel once; return the Problem."""
+    options = check_options(method, options)
+    check_choice(convention, "convention", CONVENTIONS)
+    if mode is not None:
+        check_choice(mode, "mode", MODES)
+    if boundary is not None and boundary != "auto":
+        check_boundary(boundary)
+    fillvalue = check_scalar(fillvalue, "fillvalue")
+    if not isinstance(bias, (bool, np.bool_)):
+        raise TypeError(f"bias must be True or False; got {bias!r}")
+    if not isinstance(checks, (bool, np.bool_)):
+        raise TypeError(f"checks must be True or False; got {checks!r}")
+    check_choice(channels, "channels", CHANNELS)
+    if isinstance(max_size, bool) or not isinstance(max_size, numbers.Integral) \
+            or max_size < 1:
+        raise ValueError(f"max_size must be a positive integer; got {max_size!r}")
+    if isinstance(size, str) and size != "auto":
+        raise ValueError(f"size must be an integer, a sequence of integers, or 'auto'; got "
+                         f"{size!r}")
+    if isinstance(origin, str) and origin != "auto":
+        raise ValueError(f"origin must be an integer, a sequence of integers, or 'auto'; got "
+                         f"{origin!r}")
+
+    inputs, outputs = _as_pairs(input, output)
+    masks = _as_masks(mask, len(inputs))
+    n = len(inputs)
+    first = _as_array(inputs[0], _name("input", 0, n))
+    if channel_axis is not None:
+        if first.ndim < 2:
+            raise ValueError(f"input must have at least 2 dimensions with a channel_axis; "
+                             f"got shape {first.shape}")
+        channel_axis = check_axis(channel_axis, first.ndim, "channel_axis")
+    n_spatial = first.ndim - (channel_axis is not None)
+    if size != "auto":
+        size = check_int_tuple(size, "size", n_spatial, minimum=1)
+    if size == "auto" and origin != "auto" and any(
+            check_int_tuple(origin, "origin", n_spatial)):
+        raise ValueError("size='auto' finds the kernel's placement too: pass origin=0 (the "
+                         "default) or origin='auto', or give the size")
+
+    pairs, grey = [], None
+    for i, (x, y, m) in enumerate(zip(inputs, outputs, masks)):
+        x = first if i == 0 else _as_array(x, _name("input", i, n))
+        y = _as_array(y, _name("output", i, n))
+        x_source, y_source, grey_here = _channels_last(x, y, channel_axis, n_spatial, i, n)
+        if grey is not None and grey_here != grey:
+            raise ValueError("every output must have the same channel layout")
+        grey = grey_here
+        mask_source = _mask(m, y_source, channel_axis, grey_here, i, n)
+        pairs.append(Pair(x_source, y_source, mask_source,
+                          saturation_limits(saturated, _Whole(y_source)),
+                          "" if n == 1 else f"[{i}]"))
+    n_in, n_out = pairs[0].input.shape[-1], pairs[0].output.shape[-1]
+    for pair in pairs[1:]:
+        if pair.input.shape[-1] != n_in or pair.output.shape[-1] != n_out:
+            raise ValueError("every pair must have the same number of channels")
+    layout = _layout(channel_axis, channels, grey, n_in, n_out)
+
+    mode, size = _geometry(pairs, size, mode, n)
+    if origin == "auto" and mode != "same":
+        origin = (0,) * n_spatial
+    if size != "auto" and origin != "auto":
+        origin = check_origin(origin, size, mode, convention)
+    if boundary == "auto" and mode == "valid":
+        boundary = None  # no sample depends on the edge rule
+    elif boundary is None and mode == "full":
+        boundary = "fill"  # every sample depends on it: zeros, as scipy.signal does
+    dtype = np.dtype(np.complex128 if any(
+        p.input.dtype.kind == "c" or p.output.dtype.kind == "c" for p in pairs)
+        or isinstance(fillvalue, complex) else np.float64)
+    joint = n_out == 1 or (all(p.mask is None or p.mask.shape[-1] == 1 for p in pairs)
+                           and all(p.limits is None for p in pairs))
+    return Problem(
+        pairs=tuple(pairs), n_spatial=n_spatial, n_in=n_in, n_out=n_out, layout=layout,
+        grey_output=bool(grey), channel_axis=channel_axis,
+        channels=None if channel_axis is None else ("full" if grey else channels),
+        mode=mode, boundary=boundary, fillvalue=fillvalue, convention=convention,
+        bias=bool(bias), dtype=dtype, size=size, origin=origin, max_size=int(max_size),
+        checks=bool(checks), method=method, options=options, joint=joint)
+
+
+def _geometry(pairs, size, mode, n):
+    """The mode (inferred from the shapes when None) and, for 'valid' and 'full', the size."""
+    modes = set()
+    for i, pair in enumerate(pairs):
+        y_name = _name("output", i, n)
+        spatial_in, spatial_out = pair.in_shape, pair.out_shape
+        if size == "auto":
+            pair_mode = mode or ("same" if spatial_in == spatial_out else
+                                 "valid" if all(o < s for s, o in zip(spatial_in, spatial_out))
+                                 else "full")
+            implied = tuple(abs(s - o) + 1 for s, o in zip(spatial_in, spatial_out))
+            if pair_mode != "same":
+                size_here = implied
+                if output_shape(spatial_in, implied, pair_mode) != spatial_out:
+                    raise ValueError(f"{y_name} spatial shape {spatial_out} does not fit "
+                                     f"mode={pair_mode!r} for input spatial shape "
+                                     f"{spatial_in}")
+            else:
+                size_here = None
+                if spatial_out != spatial_in:
+                    raise ValueError(f"{y_name} spatial shape {spatial_out} does not fit "
+                                     f"mode='same': expected {spatial_in}")
+        else:
+            size_here = size
+            if any(k > s for k, s in zip(size, spatial_in)):
+                raise ValueError(f"size {size} is larger than the "
+                                 f"{_name('input', i, n)} spatial shape {spatial_in}")
+            pair_mode = mode or infer_mode(spatial_in, spatial_out, size, y_name)
+            expected = output_shape(spatial_in, size, pair_mode)
+            if mode is not None and spatial_out != expected:
+                raise ValueError(f"{y_name} spatial shape {spatial_out} does not fit mode="
+                                 f"{mode!r}: expected {expected} for input spatial shape "
+                                 f"{spatial_in} and size {size}")
+        modes.add((pair_mode, size_here))
+        if len({m for m, _ in modes}) > 1:
+            raise ValueError(f"the pairs' shapes imply different modes "
+                             f"{sorted({m for m, _ in modes})}; pass mode= or give every pair "
+                             f"the same geometry")
+        if len(modes) > 1:
+            raise ValueError(f"the pairs' shapes imply different kernel sizes "
+                             f"{sorted(s for _, s in modes)}; give every pair the same "
+                             f"geometry")
+    ((mode, implied),) = modes
+    return mode, (size if implied is None else implied)
+
+
+class _Whole:
+    """The output of a pair as saturation_limits sees it: its dtype, and min/max on demand."""
+
+    def __init__(self, source):
+        self.source = source
+        self.dtype = source.dtype
+
+    def min(self):
+        return self._reduce(np.min)
+
+    def max(self):
+        return self._reduce(np.max)
+
+    def _reduce(self, function):
+        # saturated=True is the one option that reads the output before the fit does
+        shape = self.source.shape
+        rows = max(1, (1 << 22) // max(1, int(np.prod(shape[1:]))))
+        values = [function(self.source.read((slice(start, start + rows),)
+                                            + (slice(None),) * (len(shape) - 1)))
+                  for start in range(0, shape[0], rows)]
+        return function(values)
+
+
+def _name(what, i, n):
+    return what if n == 1 else f"{what}[{i}]"
+
+
+def _as_array(value, name):
+    """An ndarray (memmaps kept as they are) or a lazily read array, checked for type and
+    shape; its values are checked when the fit reads them."""
+    if not isinstance(value, np.ndarray) and all(
+            hasattr(value, attribute) for attribute in ("shape", "dtype", "__getitem__")) \
+            and not isinstance(value, (list, tuple)):
+        array = value
+    else:
+        try:
+            array = np.asarray(value)
+        except (TypeError, ValueError) as exc:
+            raise TypeError(f"{name} must be a numeric array-like; {exc}") from None
+    dtype = np.dtype(array.dtype)
+    if dtype.kind not in "biufc":
+        raise TypeError(f"{name} must be a numeric array (bool, integer, float or complex); "
+                        f"got dtype {dtype}")
+    if len(array.shape) < 1:
+        raise ValueError(f"{name} must have at least 1 dimension; got shape {array.shape}")
+    if int(np.prod(array.shape)) == 0:
+        raise ValueError(f"{name} must not be empty; got shape {array.shape}")
+    return array
+
+
+def _is_pair_list(value):
+    return isinstance(value, (list, tuple)) and len(value) > 0 and all(
+        isinstance(item, np.ndarray) for item in value)
+
+
+def _as_pairs(input, output):
+    """Two lists of arrays: one pair, or several that share the kernel."""
+    several_in, several_out = _is_pair_list(input), _is_pair_list(output)
+    if several_in != several_out:
+        which = "input" if several_in else "output"
+        raise ValueError(f"{which} is a sequence of ndarrays (several pairs) but the other is "
+                         f"not; pass equal-length sequences of ndarrays for several pairs")
+    if not several_in:
+        return [input], [output]
+    if len(input) != len(output):
+        raise ValueError(f"input and output must have the same number of pairs; got "
+                         f"{len(input)} inputs and {len(output)} outputs")
+    return list(input), list(output)
+
+
+def _as_masks(mask, n_pairs):
+    if mask is None:
+        return [None] * n_pairs
+    if n_pairs == 1:
+        return [mask]
+    if not (isinstance(mask, (list, tuple)) and len(mask) == n_pairs):
+        raise ValueError(f"mask must be a sequence of {n_pairs} masks, one per pair")
+    return list(mask)
+
+
+def _channels_last(x, y, channel_axis, n_spatial, i, n):
+    """Sources with channels last (one channel without a channel axis); flag a grey output."""
+    y_name = _name("output", i, n)
+    if channel_axis is None:
+        if y.ndim != x.ndim:
+            raise ValueError(f"{y_name} must have as many dimensions as input ({x.ndim}) "
+                             f"without a channel_axis; got shape {y.shape}")
+        return Source(x), Source(y), False
+    if x.ndim != n_spatial + 1:
+        raise ValueError(f"{_name('input', i, n)} must have {n_spatial + 1} dimensions like "
+                         f"the first input; got shape {x.shape}")
+    if y.ndim == x.ndim:
+        return Source(x, channel_axis), Source(y, channel_axis), False
+    if y.ndim == n_spatial:
+        return Source(x, channel_axis), Source(y), True
+    raise ValueError(f"{y_name} must have {x.ndim} dimensions (with channels) or {n_spatial} "
+                     f"(grey) for an input of shape "
+                     f"{tuple(s for a, s in enumerate(x.shape) if a != channel_axis)} with "
+                     f"channels; got shape {y.shape}")
+
+
+def _mask(mask, output, channel_axis, grey, i, n):
+    """The mask as a Source, channels last, shaped like the output or its spatial axes."""
+    if mask is None:
+        return None
+    name = "mask" if n == 1 else f"mask[{i}]"
+    mask = _as_array(mask, name) if isinstance(mask, np.ndarray) else np.asarray(mask)
+    if mask.dtype != bool:
+        raise TypeError(f"{name} must be a boolean array; got dtype {mask.dtype}")
+    shape = output.shape  # (*S_out, C_out)
+    if channel_axis is not None and not grey and mask.ndim == len(shape):
+        source = Source(mask, channel_axis)
+    elif mask.ndim == len(shape) - 1:
+        source = Source(mask)
+    else:
+        source = None
+    if source is None or source.shape not in (shape, shape[:-1] + (1,)):
+        raise ValueError(f"{name} has shape {mask.shape}; expected the output's shape or its "
+                         f"spatial shape")
+    return source
+
+
+def _layout(channel_axis, channels, grey_output, n_in, n_out):
+    if channel_axis is None:
+        return "shared"
+    if grey_output:
+        if channels == "separate":
+            raise ValueError("channels='separate' needs an output with channels; a grey "
+                             "output from a colour input is fitted with a (*size, C_in) "
+                             "kernel (channels='shared' or 'full')")
+        return "full"
+    if channels != "full" and n_in != n_out:
+        raise ValueError(f"channels={channels!r} needs as many output channels as input "
+                         f"channels; got {n_in} in and {n_out} out (use channels='full')")
+    return channels
+
+
+def full_box(pair):
+    """Every output sample of a pair."""
+    return Box((0,) * len(pair.out_shape), pair.out_shape)

@@ -1,0 +1,401 @@
+"""Solve: the methods, their options, one estimate type, and least squares on the statistics.
+
+A method is found by name in `SOLVERS`; its options are checked against `METHOD_OPTIONS`, as
+``scipy.optimize.minimize(method=..., options=...)`` does. Every path returns an `Estimate`.
+"""
+
+# scipy.linalg and scipy.sparse.linalg are imported where they are used: `import kernelfit`
+# stays fast.
+
+import dataclasses
+import importlib
+
+import numpy as np
+
+from ._validation import check_choice, check_scalar
+
+__all__ = ["Estimate", "METHODS", "METHOD_OPTIONS", "check_options", "get_solver"]
+
+# method name -> "module:function", imported on first use; called as
+# solver(problem, design, first, **options) and returning an Estimate.
+SOLVERS = {
+    "lstsq": "kernelfit._normal:solve_lstsq",
+    "lstsq-dense": "kernelfit._dense:solve_lstsq",
+    "lstsq-stats": "kernelfit._normal:solve_statistics",
+    "pinv": "kernelfit._dense:solve_pinv",
+    "ridge": "kernelfit._dense:solve_ridge",
+    "tf": "kernelfit._tf:solve",
+}
+METHODS = tuple(SOLVERS)
+
+TF_OPTIONS = ("optimizer", "learning_rate", "max_steps", "rtol", "gtol", "dtype", "rng",
+              "batch_size", "verbose", "callback")
+# The options each method takes, in fit_kernel's `options` mapping.
+METHOD_OPTIONS = {
+    "lstsq": (),
+    "lstsq-dense": (),
+    "lstsq-stats": (),
+    "pinv": ("rcond",),
+    "ridge": ("reg",),
+    "tf": TF_OPTIONS,
+}
+
+
+def check_options(method, options):
+    """`options` checked against `method`'s table; returned complete, with defaults."""
+    check_choice(method, "method", METHODS)
+    if options is None:
+        options = {}
+    if not isinstance(options, dict):
+        raise TypeError(f"options must be a dict of method options; got {options!r}")
+    accepted = METHOD_OPTIONS[method]
+    for name in options:
+        if name not in accepted:
+            users = [m for m, names in METHOD_OPTIONS.items() if name in names]
+            where = (f"it is an option of method={users[0]!r}" if users else
+                     "no method takes it")
+            takes = (f"method={method!r} takes " + ", ".join(repr(a) for a in accepted)
+                     if accepted else f"method={method!r} takes no options")
+            raise ValueError(f"options has {name!r}, which method={method!r} does not take "
+                             f"({where}); {takes}")
+    if method == "ridge":
+        reg = options.get("reg")
+        if reg is None:
+            raise ValueError("method='ridge' needs options={'reg': ...}: a non-negative "
+                             "number or 'gcv'")
+        if reg != "gcv":
+            reg = check_scalar(reg, "options['reg']", complex_ok=False)
+            if reg < 0:
+                raise ValueError(f"options['reg'] must be non-negative or 'gcv'; got {reg!r}")
+        return {"reg": reg}
+    if method == "pinv":
+        rcond = options.get("rcond")
+        if rcond is not None:
+            rcond = check_scalar(rcond, "options['rcond']", complex_ok=False)
+            if not 0 <= rcond < 1:
+                raise ValueError(f"options['rcond'] must be in [0, 1); got {rcond!r}")
+        return {"rcond": rcond}
+    if method == "tf":
+        from ._tf import check_options as check_tf
+        return check_tf(**{name: options.get(name) for name in TF_OPTIONS})
+    return {}
+
+
+def get_solver(method):
+    """The solver registered for `method` (imported on first use)."""
+    module, name = SOLVERS[method].split(":")
+    return getattr(importlib.import_module(module), name)
+
+
+# --- the estimate ------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Estimate:
+    """What every solver returns: the kernel in correlation orientation and its diagnostics.
+
+    `moments` summarise the residual against the predicted level (for the linearity check);
+    `method` is the path that ran (e.g. 'lstsq-stats').
+    """
+
+    kernel: np.ndarray
+    bias: object
+    stderr: np.ndarray
+    bias_stderr: object
+    ss_res: float
+    ss_tot: float
+    n_equations: int
+    n_unknowns: int
+    rank: int
+    condition_number: float
+    method: str
+    moments: object = None
+    reg: object = None
+    loss_history: object = None
+    n_steps: object = None
+    stop_reason: object = None
+    device: object = None
+
+
+class EstimateBuilder:
+    """Collects each system's solution into the kernel and bias arrays, with the totals."""
+
+    def __init__(self, kernel_shape, bias_shape, bias, dtype):
+        self.kernel = np.zeros(kernel_shape, dtype=dtype)
+        self.stderr = np.full(kernel_shape, np.nan)
+        self.bias = np.zeros(bias_shape, dtype=dtype) if bias else None
+        self.bias_stderr = np.full(bias_shape, np.nan) if bias else None
+        self.totals = dict(ss_res=0.0, ss_tot=0.0, n_equations=0, n_unknowns=0, rank=0)
+        self.s_max, self.s_min = 0.0, np.inf
+
+    def add(self, coef_index, coefficients, coef_stderr, bias_index=None, bias=None,
+            bias_stderr=None, *, ss_res, ss_tot, n_equations, n_unknowns, rank, extremes,
+            full_rank):
+        """One system: coefficients (and bias) with standard errors and sums; `extremes`
+        are its largest and smallest singular values."""
+        self.kernel.flat[coef_index] = coefficients
+        self.stderr.flat[coef_index] = coef_stderr
+        if self.bias is not None and bias_index is not None:
+            self.bias.flat[bias_index] = bias
+            self.bias_stderr.flat[bias_index] = bias_stderr
+        for name, value in (("ss_res", ss_res), ("ss_tot", ss_tot),
+                            ("n_equations", n_equations), ("n_unknowns", n_unknowns),
+                            ("rank", rank)):
+            self.totals[name] += value
+        if np.size(extremes):
+            self.s_max = max(self.s_max, float(extremes[0]))
+            self.s_min = min(self.s_min, float(extremes[-1]) if full_rank else 0.0)
+
+    def estimate(self, method, **extra):
+        condition = self.s_max / self.s_min if self.s_min > 0 else np.inf
+        for name in ("kernel", "stderr", "bias", "bias_stderr"):
+            value = getattr(self, name)
+            if isinstance(value, np.ndarray):
+                value.flags.writeable = False
+        return Estimate(kernel=self.kernel, bias=self.bias, stderr=self.stderr,
+                        bias_stderr=self.bias_stderr, condition_number=condition,
+                        method=method, **self.totals, **extra)
+
+
+def system_indices(layout, joint, size, n_in, n_out, system):
+    """Where a system's solution goes: flat indices into the kernel and bias arrays.
+
+    Returns ``coef_index`` (m, R) and ``bias_index`` (G, R) in correlation orientation.
+    """
+    k = int(np.prod(size))
+    if layout == "shared":
+        return np.arange(k)[:, None], np.arange(n_in)[:, None]
+    if layout == "separate":
+        return (np.arange(k) * n_out + system)[:, None], np.array([[system]])
+    m = k * n_in
+    if joint:
+        return np.arange(m)[:, None] * n_out + np.arange(n_out), np.arange(n_out)[None, :]
+    return (np.arange(m) * n_out + system)[:, None], np.array([[system]])
+
+
+# --- least squares on the normal equations -----------------------------------------------
+
+class Factorization:
+    """The centred normal equations of one system, factorised once.
+
+    The bias is projected out exactly (a Schur complement, as centring each bias group of
+    the patch matrix does). Full-rank systems are factorised by Cholesky; their diagnostics
+    come from that factor (the inverse's diagonal by ``potri``, the extreme eigenvalues by
+    Lanczos iteration); rank-deficient ones by an eigendecomposition (minimum-norm).
+    """
+
+    def __init__(self, gram, m, n_rows, bias=True):
+        import scipy.linalg
+
+        self.m, self.n_rows = m, n_rows
+        gram = (gram + gram.conj().T) / 2
+        kk, kb, bb = gram[:m, :m], gram[:m, m:], gram[m:, m:]
+        if not bias:
+            kb, bb = kb[:, :0], bb[:0, :0]
+        counts = np.real(np.diag(bb))
+        self.has_rows = counts > 0
+        self.inverse_counts = np.where(self.has_rows, 1.0 / np.where(self.has_rows, counts,
+                                                                     1.0), 0.0)
+        self.kb = kb
+        self.centred = kk - (kb * self.inverse_counts) @ kb.conj().T
+        self.dtype = self.centred.dtype
+        self._cholesky = self._inverse = self._inverse_diagonal = None
+        self._eig = None
+        self.largest = float(np.max(np.real(np.diag(self.centred)), initial=0.0))
+        try:
+            factor = scipy.linalg.cholesky(self.centred, lower=True, check_finite=False)
+            if not np.all(np.isfinite(factor)) or np.any(np.real(np.diag(factor)) <= 0):
+                raise np.linalg.LinAlgError("not positive definite")
+            self._cholesky = factor
+            lowest, highest = self._extreme_values = self._extremes()
+            if lowest <= self.tolerance(highest):
+                self._cholesky = None
+        except np.linalg.LinAlgError:
+            self._cholesky = None
+        if self._cholesky is None:
+            self._decompose()
+
+    def tolerance(self, highest):
+        """Eigenvalues of the centred Gram matrix at or below this are treated as zero."""
+        return max(self.n_rows, self.m) * np.finfo(float).eps * highest
+
+    # -- full-rank path
+
+    def _extremes(self):
+        """The smallest and largest eigenvalues of the centred Gram matrix."""
+        m = self.m
+        if m <= 400:
+            values = np.linalg.eigvalsh(self.centred)
+            return float(values[0]), float(values[-1])
+        import scipy.sparse.linalg as sla
+
+        operator = sla.LinearOperator((m, m), matvec=lambda v: self.centred @ v,
+                                      dtype=self.dtype)
+        highest = float(np.real(sla.eigsh(operator, k=1, which="LA", tol=1e-12,
+                                          return_eigenvectors=False)[0]))
+        inverse = sla.LinearOperator((m, m), matvec=self.solve_centred, dtype=self.dtype)
+        inverse_top = float(np.real(sla.eigsh(inverse, k=1, which="LA", tol=1e-12,
+                                              return_eigenvectors=False)[0]))
+        return 1.0 / inverse_top, highest
+
+    def solve_centred(self, rhs):
+        """``C^{-1} rhs`` for the centred Gram matrix C (full rank), or the minimum-norm
+        solution (rank-deficient)."""
+        import scipy.linalg
+
+        if self._cholesky is not None:
+            return scipy.linalg.cho_solve((self._cholesky, True), rhs, check_finite=False)
+        values, vectors, keep = self._eig
+        return vectors[:, keep] @ ((vectors[:, keep].conj().T @ rhs)
+                                   / values[keep].reshape((-1,) + (1,) * (np.ndim(rhs) - 1)))
+
+    def _decompose(self):
+        values, vectors = np.linalg.eigh(self.centred)
+        values, vectors = np.clip(values[::-1], 0, None), vectors[:, ::-1]
+        keep = values > self.tolerance(values[0] if values.size else 0.0)
+        self._eig = (values, vectors, keep)
+
+    # -- what every path reports
+
+    @property
+    def full_rank(self):
+        return self._cholesky is not None
+
+    @property
+    def rank(self):
+        return self.m if self.full_rank else int(self._eig[2].sum())
+
+    def solve(self, rhs):
+        """Kernel and bias solving the normal equations for ``rhs = [A 1]^H b``, (M, R)."""
+        m = self.m
+        rhs_k, rhs_b = rhs[:m], rhs[m:m + self.kb.shape[1]]
+        centred_rhs = rhs_k - (self.kb * self.inverse_counts) @ rhs_b
+        x = self.solve_centred(centred_rhs)
+        bias = self.inverse_counts[:, None] * (rhs_b - self.kb.conj().T @ x)
+        return x, bias
+
+    def singular_extremes(self):
+        """Largest and smallest singular values of the centred design (0 if deficient)."""
+        if self.full_rank:
+            lowest, highest = self._extreme_values
+            return np.sqrt(np.clip([highest, lowest], 0, None))
+        values = self._eig[0]
+        return np.sqrt(np.array([values[0], values[-1]])) if values.size else np.zeros(0)
+
+    def inverse_diagonal(self):
+        """The diagonal of the (pseudo)inverse of the centred Gram matrix; NaN where a
+        coefficient is not determined."""
+        if getattr(self, "_inverse_diagonal", None) is None:
+            self._inverse_diagonal = self._compute_inverse_diagonal()
+        return self._inverse_diagonal
+
+    def _compute_inverse_diagonal(self):
+        from scipy.linalg import lapack
+
+        if self.full_rank:
+            potri = lapack.zpotri if np.iscomplexobj(self._cholesky) else lapack.dpotri
+            inverse, info = potri(self._cholesky, lower=1)
+            if info != 0:
+                raise np.linalg.LinAlgError(f"potri failed ({info})")
+            self._inverse = inverse  # lower triangle of C^{-1}
+            return np.real(np.diag(inverse)).copy()
+        values, vectors, keep = self._eig
+        inverse = np.where(keep, 1.0 / np.where(keep, values, 1.0), 0.0)
+        variance = (np.abs(vectors) ** 2) @ inverse
+        in_row_space = np.sum(np.abs(vectors[:, keep]) ** 2, axis=1) > 1 - 1e-6
+        return np.where(in_row_space, variance, np.nan)
+
+    def bias_variance(self):
+        """Per bias group: the variance factor of its estimate, NaN where not determined."""
+        means = (self.inverse_counts[:, None] * self.kb.conj().T)  # (G, m)
+        if self.full_rank:
+            projected = self.solve_centred(means.conj().T)  # C^{-1} means^H
+            quadratic = np.real(np.sum(means * projected.T, axis=1))
+            return np.where(self.has_rows, self.inverse_counts + quadratic, np.nan)
+        values, vectors, keep = self._eig
+        projected = means @ vectors
+        captured = np.sum(np.abs(projected[:, keep]) ** 2, axis=1)
+        estimable = self.has_rows & (captured >= (1 - 1e-6) * np.sum(np.abs(means) ** 2,
+                                                                         axis=1))
+        inverse = np.where(keep, 1.0 / np.where(keep, values, 1.0), 0.0)
+        variance = self.inverse_counts + (np.abs(projected) ** 2) @ inverse
+        return np.where(estimable, variance, np.nan)
+
+
+def residual_from_statistics(gram, rhs, yy, x, bias):
+    """``|y - A x - 1 b|^2`` per column from the statistics alone (accurate to about
+    eps * |y|^2: enough to compare fits, not to report an exact one)."""
+    solution = np.concatenate([x, bias]) if bias is not None and bias.size else x
+    m = solution.shape[0]
+    g, r = gram[:m, :m], rhs[:m]
+    value = yy - 2 * np.real(np.sum(np.conj(solution) * r, axis=0)) + np.real(
+        np.sum(np.conj(solution) * (g @ solution), axis=0))
+    return np.maximum(value, 0.0)
+
+
+# --- what the residual says about the model ------------------------------------------------
+
+class Moments:
+    """Sums over the fitted samples of the residual r against the predicted level p, from
+    which the linearity check regresses r on a cubic in p (without keeping the samples).
+
+    `centre` and `scale` standardise p (``z = (p - centre) / scale``) so that the sums of
+    its powers stay well conditioned; any values near the output's mean and spread do.
+    """
+
+    def __init__(self, centre, scale):
+        self.centre, self.scale = centre, scale or 1.0
+        self.n = 0
+        self.sum_r = 0.0
+        self.sum_r2 = 0.0
+        self.sum_p2 = 0.0
+        self.low, self.high = np.inf, -np.inf
+        self.real = True
+        self.vv = np.zeros((4, 4))
+        self.vr = np.zeros(4)
+
+    def add(self, predicted, residual, used=None):
+        """Add samples: predicted values and residuals, where `used` (default: all)."""
+        if used is not None and not used.all():
+            predicted, residual = predicted[used], residual[used]
+        predicted, residual = predicted.ravel(), residual.ravel()
+        if predicted.size == 0:
+            return
+        self.n += predicted.size
+        self.sum_r = self.sum_r + residual.sum()
+        self.sum_r2 += float(np.sum(np.abs(residual) ** 2))
+        self.sum_p2 += float(np.sum(np.abs(predicted) ** 2))
+        magnitude = np.abs(predicted)
+        self.low, self.high = min(self.low, magnitude.min()), max(self.high, magnitude.max())
+        if np.iscomplexobj(predicted) or np.iscomplexobj(residual):
+            self.real = False  # tone curves act on real levels: no curvature test
+            return
+        z = (predicted - self.centre) / self.scale
+        power = np.ones_like(z)
+        sums = np.zeros(7)
+        for k in range(7):  # sums of z^k and of r z^k: the Gram matrix of [1, z, z^2, z^3]
+            sums[k] = power.sum()
+            if k < 4:
+                self.vr[k] += float(residual @ power)
+            power *= z
+        self.vv += sums[np.add.outer(np.arange(4), np.arange(4))]
+
+    def rss(self, columns):
+        """Residual sum of squares after regressing r on the first `columns` powers of z."""
+        import scipy.linalg
+
+        vv, vr = self.vv[:columns, :columns], self.vr[:columns]
+        coefficients = scipy.linalg.lstsq(vv, vr, check_finite=False)[0]
+        return max(self.sum_r2 - float(vr @ coefficients), 0.0)
+
+
+def standard_errors(factorization, ss_res):
+    """Rank (with the determined bias groups), coefficient and bias standard errors of one
+    system and column, from its factorisation and residual sum of squares."""
+    rank = factorization.rank
+    n_groups = int(np.count_nonzero(factorization.has_rows))
+    dof = factorization.n_rows - rank - n_groups
+    sigma2 = ss_res / dof if dof > 0 else np.nan
+    coef = np.sqrt(sigma2 * factorization.inverse_diagonal())
+    bias_variance = factorization.bias_variance()
+    bias = np.sqrt(sigma2 * bias_variance)
+    return rank + int(np.count_nonzero(np.isfinite(bias_variance))), coef, bias
