@@ -129,6 +129,7 @@ def systems(problem, design):
     support = design.support
     operator = Operator(support.shape, problem.layout, problem.n_in, problem.n_out)
     ndim = len(support.shape)
+    m = support.size * (problem.n_in if problem.layout == "full" else 1)
     if problem.layout == "shared":
         plans = [([c], [c], c, c) for c in range(problem.n_in)]  # channel, target, rows, group
         count = 1
@@ -148,7 +149,7 @@ def systems(problem, design):
             system = 0 if problem.layout == "shared" else index
             kept = block.usable[..., rows_of]
             W = windows[kept][..., channel]
-            parts[system][0].append(W.reshape(W.shape[0], -1))
+            parts[system][0].append(W.reshape(W.shape[0], m))
             parts[system][1].append(block.target[kept][:, targets])
             parts[system][2].append(np.full(W.shape[0], group))
     out = []

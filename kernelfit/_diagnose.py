@@ -29,10 +29,11 @@ def diagnose(problem, first, choice, estimate, fit):
     _boundary(choice)
     if not problem.checks:
         return
-    if problem.mode == "same" and problem.size != "auto" and problem.origin != "auto":
-        _placement(problem, first, choice)
-    # A non-linear filter's best linear kernel differs between regions of other levels: the
-    # shift-invariance test would blame the wrong cause.
+    # A kernel too small or misplaced, or a non-linear filter, leaves a best linear kernel
+    # that differs between regions: the shift-invariance test would blame the wrong cause.
+    if problem.mode == "same" and problem.size != "auto" and problem.origin != "auto" \
+            and _placement(problem, first, choice):
+        return
     if not _linearity(problem, first, estimate, fit) and problem.mode != "full":
         _shift_invariance(problem, first, choice, fit)
 
@@ -60,26 +61,32 @@ def _boundary(choice):
 
 
 def _placement(problem, first, choice):
-    """A kernel of the given size, placed elsewhere or larger, explains far more."""
+    """A kernel of the given size, placed elsewhere or larger, explains far more. True if
+    it warned."""
     support = choice.design.support
     found = better_placement(problem, first, support)
     if found is None:
-        return
+        return False
     convention = problem.convention
+    explains = ("fits the output exactly" if found.exact else
+                f"leaves a residual RMS of {found.rms:.3g}")
     if found.same_size:
         origin = found.support.origin(convention)
-        _warn(f"the kernel is misplaced: at origin={origin} a {_size(support)} kernel leaves "
-              f"a residual RMS of {found.rms:.3g} against {found.chosen_rms:.3g} at "
+        _warn(f"the kernel is misplaced: at origin={origin} a {_size(support)} kernel "
+              f"{explains}, against a residual RMS of {found.chosen_rms:.3g} at "
               f"origin={support.origin(convention)} (a causal filter, or a library that "
               f"anchors kernels elsewhere). Pass origin={origin}, or origin='auto'.",
               ModelWarning)
     else:
-        _warn(f"the kernel is larger than size={_size(support)}: a {_size(found.support)} "
-              f"support leaves a residual RMS of {found.rms:.3g} against "
+        _warn(f"the kernel is larger than size={_size(support, False)}: a "
+              f"{_size(found.support, False)} support {explains}, against a residual RMS of "
               f"{found.chosen_rms:.3g}. Pass a larger size, or size='auto'.", ModelWarning)
+    return True
 
 
-def _size(support):
+def _size(support, taps=True):
+    if support.ndim == 1 and taps:
+        return f"{support.shape[0]}-tap"
     return "x".join(map(str, support.shape))
 
 

@@ -136,8 +136,12 @@ def sliding_window_gif(path, image, kernel, *, convention="correlation", stride=
     if convention == "convolution":
         applied = np.flip(applied)
     kh, kw = applied.shape
-    windows = np.lib.stride_tricks.sliding_window_view(image, applied.shape)
-    full_output = np.einsum("ijkl,kl->ij", windows, applied)
+    # the fit's own operator: 'valid' windows and their products with the kernel
+    from ._operator import Operator
+
+    operator = Operator(applied.shape, "shared", 1, 1).on(image[np.newaxis, ..., np.newaxis])
+    windows = operator.windows()[0, :, :, 0]
+    full_output = operator.forward(applied)[0, :, :, 0]
     positions = [(i, j) for i in range(0, full_output.shape[0], stride)
                  for j in range(0, full_output.shape[1], stride)]
     output = np.full(full_output.shape, np.nan)

@@ -75,13 +75,14 @@ def plan(problem):
 
 
 def evidence_support(support, shape):
-    """The support grown by up to ``K - 1`` taps on each side (every placement of the
-    kernel that holds its anchor), as far as the data allow and as long as its
-    factorisation costs at most one of EVIDENCE_UNKNOWNS unknowns more than the fit's."""
+    """The lags of every placement of the support's size that holds the anchor (``2K - 1``
+    taps per axis), as far as the data allow, and as long as its factorisation costs at
+    most one of EVIDENCE_UNKNOWNS unknowns more than the fit's own (narrowed evenly)."""
     budget = support.size ** 3 + EVIDENCE_UNKNOWNS ** 3
-    for grow in range(max(support.shape) - 1, -1, -1):
-        margins = tuple(min(grow, k - 1) for k in support.shape)
-        candidate = support.grow(margins, margins)
+    for narrow in range(max(support.shape)):
+        lo = tuple(min(-(k - 1) + narrow, a) for k, a in zip(support.shape, support.lo))
+        hi = tuple(max(k - 1 - narrow, h) for k, h in zip(support.shape, support.hi))
+        candidate = Support(lo, tuple(b - a + 1 for a, b in zip(lo, hi)))
         if candidate.size ** 3 <= budget and all(
                 e <= n for e, n in zip(candidate.shape, shape)):
             return candidate
@@ -375,12 +376,14 @@ def _changed(pair):
 @dataclasses.dataclass(frozen=True)
 class Placement:
     """A fit on the first pass's samples that explains the output far better than the
-    chosen one: its support, and both residual RMS values."""
+    chosen one: its support, both residual RMS values, and whether it fits exactly (to
+    the precision of the statistics)."""
 
     support: Support
     rms: float
     chosen_rms: float
     same_size: bool
+    exact: bool
 
 
 def better_placement(problem, first, support, factor=4.0):
@@ -408,12 +411,14 @@ def better_placement(problem, first, support, factor=4.0):
     if scipy.stats.f.sf(statistic, extra, dof) >= 1e-6:
         return None
 
-    def rms(fit):
-        return float(np.sqrt(fit.total_rss(scale) / max(fit.n, 1)))
+    def placement(fit, same_size):
+        return Placement(fit.support, float(np.sqrt(fit.total_rss(scale) / max(fit.n, 1))),
+                         float(np.sqrt(chosen_rss / max(chosen.n, 1))), same_size,
+                         fit.total_rss(scale) <= fit.floor(scale))
 
     others = [SubFit(problem, stats, s) for s in candidate_supports(box, support.shape)
               if s != support]
     best = min(others, key=lambda f: f.total_rss(scale), default=None)
     if best is not None and best.total_rss(scale) * factor < chosen_rss:
-        return Placement(best.support, rms(best), rms(chosen), True)
-    return Placement(box, rms(whole), rms(chosen), False)
+        return placement(best, True)
+    return placement(whole, False)

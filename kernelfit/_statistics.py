@@ -324,7 +324,7 @@ def _spectral(stats, applied, target, usable, layout):
         if 2 * int(masked.sum()) > kept.size:  # mostly masked: the kept windows directly
             if windows is None:
                 windows = np.moveaxis(applied.windows(), len(shape) + 1, -1)
-            W = windows[kept][..., channels].reshape(n_kept, -1)
+            W = windows[kept][..., channels].reshape(n_kept, m)
             g = W.conj().T @ W
             sums = W.sum(axis=0)
             r = W.conj().T @ y[kept]
@@ -343,7 +343,7 @@ def _spectral(stats, applied, target, usable, layout):
             if masked.any():
                 if windows is None:
                     windows = np.moveaxis(applied.windows(), len(shape) + 1, -1)
-                W = windows[masked][..., channels].reshape(int(masked.sum()), -1)
+                W = windows[masked][..., channels].reshape(int(masked.sum()), m)
                 g -= W.conj().T @ W
                 sums = sums - W.sum(axis=0)
         gram[system, :m, :m] += g

@@ -1,0 +1,335 @@
+"""The one-pass pipeline: mergeable statistics, one operator, two passes over the pixels, and
+the calls that used to crash or mislead."""
+
+import warnings
+
+import cv2
+import numpy as np
+import pytest
+import scipy.signal
+from hypothesis import given
+from hypothesis import strategies as st
+
+import kernelfit
+from kernelfit import _statistics, data, fit_kernel, kernels
+from kernelfit._geometry import Box, Support, region
+from kernelfit._operator import Operator
+from kernelfit._prepare import prepare
+
+LAYOUTS = ["none", "shared", "separate", "full", "grey"]
+RULES = [None, "fill", "edge", "wrap", "symmetric", "reflect"]
+
+
+def _problem(inputs, outputs, layout, **options):
+    settings = dict(mode=None, boundary=None, fillvalue=0, convention="correlation",
+                    origin=0, bias=False, channel_axis=None if layout == "none" else -1,
+                    channels={"none": "shared", "grey": "shared"}.get(layout, layout),
+                    mask=None, saturated="auto", method="lstsq", options=None, max_size=15,
+                    checks=True)
+    settings.update(options)
+    return prepare(inputs, outputs, 3, **settings)
+
+
+def _pairs(rng, ndim, n_pairs, layout, complex_, shapes=None):
+    channels = 1 if layout == "none" else 3
+    shapes = shapes or [tuple(int(rng.integers(6, {1: 40, 2: 14, 3: 7}[ndim]))
+                              for _ in range(ndim)) for _ in range(n_pairs)]
+    inputs, outputs = [], []
+    for shape in shapes:
+        full = shape + (() if layout == "none" else (channels,))
+        x = rng.standard_normal(full)
+        out = shape + {"none": (), "grey": (), "full": (2,)}.get(layout, (channels,))
+        y = rng.standard_normal(out)
+        if complex_:
+            x, y = x + 1j * rng.standard_normal(full), y + 1j * rng.standard_normal(out)
+        inputs.append(x)
+        outputs.append(y)
+    return inputs, outputs
+
+
+def _close(a, b, rtol=1e-12):
+    for name in ("gram", "rhs", "yy"):
+        left, right = getattr(a, name), getattr(b, name)
+        scale = max(np.abs(right).max(), 1e-300)
+        assert np.abs(left - right).max() <= rtol * scale, name
+
+
+@st.composite
+def statistics_cases(draw):
+    ndim = draw(st.integers(1, 3))
+    return dict(ndim=ndim, n_pairs=draw(st.integers(1, 3)),
+                layout=draw(st.sampled_from(LAYOUTS)), complex_=draw(st.booleans()),
+                rule=draw(st.sampled_from(RULES)), masked=draw(st.sampled_from([0.0, 0.2, 0.8])),
+                size=tuple(draw(st.lists(st.integers(1, 4), min_size=ndim, max_size=ndim))),
+                tile=draw(st.integers(1, 400)), seed=draw(st.integers(0, 2**32 - 1)))
+
+
+def _accumulated(problem, support, boxes):
+    bands = _statistics.accumulate(problem, support, boxes, problem.pad_mode)
+    return bands[0] + bands[1]
+
+
+@given(statistics_cases())
+def test_statistics_merge_over_any_tiling_and_split_of_pairs(case):
+    rng = np.random.default_rng(case["seed"])
+    inputs, outputs = _pairs(rng, case["ndim"], case["n_pairs"], case["layout"],
+                             case["complex_"])
+    masks = [rng.random(y.shape) >= case["masked"] for y in outputs]
+    several = len(inputs) > 1
+    problem = _problem(inputs if several else inputs[0], outputs if several else outputs[0],
+                       case["layout"], mask=masks if several else masks[0],
+                       boundary=case["rule"])
+    support = Support(tuple(-(k // 2) for k in case["size"]), case["size"])
+    boxes = [region(p.in_shape, support, "same", problem.pad_mode) for p in problem.pairs]
+    if any(b.empty for b in boxes):
+        return
+    one_pass = _accumulated(problem, support, boxes)
+    previous = _statistics.TILE_ELEMENTS
+    _statistics.TILE_ELEMENTS = case["tile"]  # tiles of a few rows each
+    try:
+        tiled = _accumulated(problem, support, boxes)
+    finally:
+        _statistics.TILE_ELEMENTS = previous
+    _close(tiled, one_pass)
+    split = None  # every pair on its own, then merged
+    for x, y, m, box in zip(inputs, outputs, masks, boxes):
+        part = _accumulated(_problem(x, y, case["layout"], mask=m, boundary=case["rule"]),
+                            support, [box])
+        split = part if split is None else split + part
+    _close(split, one_pass)
+
+
+@given(statistics_cases())
+def test_sub_block_statistics_equal_the_smaller_supports(case):
+    rng = np.random.default_rng(case["seed"])
+    inputs, outputs = _pairs(rng, case["ndim"], 1, case["layout"], case["complex_"],
+                             shapes=[tuple(k + 6 for k in case["size"])])
+    problem = _problem(inputs[0], outputs[0], case["layout"], boundary=case["rule"])
+    big = Support(tuple(-(k // 2) for k in case["size"]), case["size"])
+    boxes = [region(problem.pairs[0].in_shape, big, "same", problem.pad_mode)]
+    whole = _accumulated(problem, big, boxes)
+    shape = tuple(int(rng.integers(1, k + 1)) for k in case["size"])
+    lo = tuple(int(rng.integers(a, a + k - s + 1)) for a, k, s in zip(big.lo, big.shape, shape))
+    small = Support(lo, shape)
+    _close(whole.restrict(small), _accumulated(problem, small, boxes))
+
+
+@given(statistics_cases())
+def test_fft_statistics_equal_the_windows_own(case):
+    rng = np.random.default_rng(case["seed"])
+    size = case["size"]
+    inputs, outputs = _pairs(rng, case["ndim"], 1, case["layout"], case["complex_"],
+                             shapes=[tuple(k + int(rng.integers(1, 9)) for k in size)])
+    layout = {"none": "shared", "grey": "full"}.get(case["layout"], case["layout"])
+    x = inputs[0] if inputs[0].ndim > case["ndim"] else inputs[0][..., np.newaxis]
+    y = outputs[0] if outputs[0].ndim > case["ndim"] else outputs[0][..., np.newaxis]
+    block = x[np.newaxis]
+    target = y[(np.newaxis,) + tuple(slice(0, s - k + 1) for s, k in zip(x.shape, size))]
+    usable = rng.random(target.shape) >= case["masked"]
+    operator = Operator(size, layout, x.shape[-1], y.shape[-1])
+    support = Support((0,) * len(size), size)
+    joint = layout != "full" or bool((usable == usable[..., :1]).all())
+    base = _statistics.zeros(support, layout, operator.n_in, operator.n_out, joint,
+                             np.result_type(block, target))
+    direct = _statistics._direct(base, operator.on(block), target, usable, layout)
+    spectral = _statistics._spectral(base, operator.on(block), target, usable, layout)
+    _close(spectral, direct, rtol=1e-11)
+
+
+@given(st.sampled_from(["shared", "separate", "full"]), st.integers(1, 3), st.booleans(),
+       st.booleans(), st.integers(0, 2**32 - 1))
+def test_operator_adjoint_dot_test(layout, ndim, complex_, fft, seed):
+    """<A k, r> = <k, A^H r> for every layout, direct and by FFT (as PyLops' dottest)."""
+    rng = np.random.default_rng(seed)
+    size = tuple(int(rng.integers(1, 4)) for _ in range(ndim))
+    shape = tuple(k + int(rng.integers(0, 6 if ndim < 3 else 3)) for k in size)
+    n_in = int(rng.integers(1, 4))
+    n_out = n_in if layout != "full" else int(rng.integers(1, 4))
+    block = rng.standard_normal((2,) + shape + (n_in,))
+    operator = Operator(size, layout, n_in, n_out)
+    kernel = rng.standard_normal(operator.kernel_shape)
+    if complex_:
+        block = block + 1j * rng.standard_normal(block.shape)
+        kernel = kernel + 1j * rng.standard_normal(kernel.shape)
+    applied = operator.on(block)
+    if fft:
+        applied.spectra  # forward and adjoint through the cached FFTs
+        applied.use_fft = True
+    else:
+        applied.use_fft = False
+    forward = applied.forward(kernel)
+    residual = rng.standard_normal(forward.shape) + (
+        1j * rng.standard_normal(forward.shape) if complex_ else 0)
+    left = np.vdot(forward, residual)      # <A k, r>
+    right = np.vdot(kernel, applied.adjoint(residual))  # <k, A^H r>
+    assert abs(left - right) <= 1e-10 * max(abs(left), 1.0)
+
+
+@pytest.mark.parametrize("layout", ["shared", "separate", "full", "grey"])
+def test_convolve_and_predict_agree_for_every_channel_layout(rng, layout):
+    image = rng.standard_normal((20, 18, 3))
+    kernel = {"shared": kernels.box(3), "separate": rng.standard_normal((3, 3, 3)),
+              "full": rng.standard_normal((3, 3, 3, 2)),
+              "grey": rng.standard_normal((3, 3, 3))}[layout]
+    channels = None if layout == "grey" else layout
+    y = kernelfit.convolve(image, kernel, channel_axis=-1, channels=channels,
+                           boundary="wrap")
+    fit = fit_kernel(image, y, 3, channel_axis=-1,
+                     channels="shared" if layout == "grey" else layout, boundary="wrap")
+    np.testing.assert_allclose(fit.kernel, kernel, atol=1e-10)
+    again = kernelfit.convolve(image, fit.kernel, channel_axis=-1, channels=fit.channels,
+                               boundary="wrap")
+    np.testing.assert_allclose(fit.predict(image), again, atol=1e-12)
+    np.testing.assert_allclose(again, y, atol=1e-10)
+    assert again.shape == y.shape
+
+
+def test_separate_kernel_is_per_channel_not_summed(rng):
+    image = rng.standard_normal((10, 9, 3))
+    kernel = rng.standard_normal((3, 3, 3))
+    separate = kernelfit.convolve(image, kernel, channel_axis=-1, channels="separate")
+    summed = kernelfit.convolve(image, kernel, channel_axis=-1)
+    assert separate.shape == (10, 9, 3) and summed.shape == (10, 9)
+    np.testing.assert_allclose(separate.sum(axis=-1), summed, atol=1e-12)
+    with pytest.raises(ValueError, match=r"channels='separate' needs a kernel "
+                                         r"\(K1, ..., KD, C\)"):
+        kernelfit.convolve(image, kernels.box(3), channel_axis=-1, channels="separate")
+    with pytest.raises(ValueError, match=r"channels='full' needs a channel_axis"):
+        kernelfit.convolve(image[..., 0], kernels.box(3), channels="full")
+
+
+# --- passes over the pixels ----------------------------------------------------------------
+
+class CountingArray:
+    """An array read only by slicing (as zarr or h5py are), counting the elements read."""
+
+    def __init__(self, array):
+        self.array, self.shape, self.dtype = array, array.shape, array.dtype
+        self.ndim = array.ndim
+        self.read = 0
+
+    def __getitem__(self, index):
+        values = np.asarray(self.array[index])
+        self.read += values.size
+        return values
+
+
+@pytest.mark.parametrize("size,path", [(5, "lstsq-dense"), (9, "lstsq-stats")])
+def test_one_pass_for_the_statistics_and_one_for_the_residual(size, path):
+    photo = data.portrait().astype(float)
+    y = kernelfit.convolve(photo, kernels.gaussian(size, 1.5), boundary="reflect")
+    x_counted, y_counted = CountingArray(photo), CountingArray(y)
+    fit = fit_kernel(x_counted, y_counted, size)  # the default call: checks on
+    assert fit.method == path
+    np.testing.assert_allclose(fit.kernel, kernels.gaussian(size, 1.5), atol=1e-10)
+    # two passes, plus the halos (K - 1 rows) where bands and frames meet
+    assert 1.9 < x_counted.read / photo.size < 2.2
+    assert 1.8 < y_counted.read / y.size <= 2.0
+
+
+# --- dtypes: float32 data are fitted in float64 --------------------------------------------
+
+FLOAT32_PHOTO = data.portrait()[100:356, 100:356].astype(np.float32)
+
+
+@pytest.mark.parametrize("size", [5, 7])
+def test_float32_through_scipy_gives_the_float64_answer(size):
+    kernel = (kernels.gaussian(size, 1.2)
+              + 0.1 * kernels.random((size, size), rng=1)).astype(np.float32)
+    y = scipy.signal.convolve2d(FLOAT32_PHOTO, kernel, mode="same")
+    assert y.dtype == np.float32
+    fit = fit_kernel(FLOAT32_PHOTO, y, size)  # no warning: they are errors here
+    cast = fit_kernel(FLOAT32_PHOTO.astype(np.float64), y.astype(np.float64), size)
+    np.testing.assert_array_equal(fit.kernel, cast.kernel)
+    assert fit.identifiable and fit.rank == size * size
+    # within the float32 rounding of the data, amplified by the conditioning
+    assert np.abs(fit.kernel - kernel).max() < 1e-7 * fit.condition_number
+
+
+@pytest.mark.parametrize("size", [5, 7])
+def test_float32_opencv_filter2d(size):
+    kernel = (kernels.gaussian(size, 1.2)
+              + 0.1 * kernels.random((size, size), rng=2)).astype(np.float32)
+    y = cv2.filter2D(FLOAT32_PHOTO, -1, kernel, borderType=cv2.BORDER_REFLECT_101)
+    assert y.dtype == np.float32
+    fit = fit_kernel(FLOAT32_PHOTO, y, "auto", convention="correlation", boundary="auto")
+    assert fit.size == (size, size) and fit.boundary == "reflect" and fit.identifiable
+    assert np.abs(fit.kernel - kernel).max() < 1e-7 * fit.condition_number
+
+
+# --- calls that used to crash or mislead ---------------------------------------------------
+
+PHOTO = data.portrait()[150:350, 150:350].astype(float)
+
+
+def test_boundary_auto_with_an_integer_size():
+    y = kernelfit.convolve(PHOTO, kernels.gaussian(5, 1.0), boundary="edge")
+    fit = fit_kernel(PHOTO, y, 5, boundary="auto")
+    assert fit.boundary == "edge"
+    np.testing.assert_allclose(fit.kernel, kernels.gaussian(5, 1.0), atol=1e-10)
+
+
+def test_origin_auto_with_an_integer_size():
+    y = kernelfit.convolve(PHOTO, kernels.sobel("x"), origin=(1, -1))
+    fit = fit_kernel(PHOTO, y, 3, origin="auto")
+    assert fit.origin == (1, -1) and fit.size_scores
+    np.testing.assert_allclose(fit.kernel, kernels.sobel("x"), atol=1e-10)
+
+
+def test_an_origin_with_size_auto_is_refused_not_ignored():
+    with pytest.raises(ValueError, match=r"size='auto' finds the kernel's placement too: pass "
+                                         r"origin=0 \(the default\) or origin='auto'"):
+        fit_kernel(PHOTO, PHOTO, "auto", origin=(1, 0))
+
+
+@pytest.mark.parametrize("taps", [15, 31, 63])
+def test_origin_auto_finds_a_causal_fir(rng, taps):
+    signal = rng.standard_normal(3000)
+    fir = scipy.signal.firwin(taps, 0.3)
+    y = scipy.signal.lfilter(fir, 1, signal)  # causal: zero history
+    fit = fit_kernel(signal, y, taps, origin="auto")
+    assert fit.origin == (-(taps // 2),)
+    np.testing.assert_allclose(fit.kernel, fir, atol=1e-10)
+
+
+@pytest.mark.parametrize("source", ["lfilter", "keras"])
+def test_a_causal_filter_at_the_default_origin_warns_and_names_the_origin(rng, source):
+    signal = rng.standard_normal(2000)
+    fir = scipy.signal.firwin(15, 0.3)
+    if source == "lfilter":
+        y = scipy.signal.lfilter(fir, 1, signal)
+    else:  # Keras Conv1D(padding="causal") correlates with the taps reversed
+        y = kernelfit.correlate(signal, fir[::-1], origin=7)
+    with pytest.warns(kernelfit.ModelWarning, match=r"the kernel is misplaced: at "
+                                                    r"origin=\(-7,\) a 15-tap kernel fits "
+                                                    r"the output exactly, .* Pass "
+                                                    r"origin=\(-7,\), or origin='auto'"):
+        fit = fit_kernel(signal, y, 15)
+    assert fit.r2 < 0.9  # what the warning is about
+
+
+def test_a_too_small_size_warns_and_says_so():
+    y = kernelfit.convolve(PHOTO, kernels.gaussian(7, 1.5))
+    with pytest.warns(kernelfit.ModelWarning, match=r"the kernel is larger than size=3x3: "
+                                                    r"a 5x5 support .* Pass a larger size"):
+        fit_kernel(PHOTO, y, 3)
+
+
+def test_no_warning_for_a_right_fit_on_8_bit_data():
+    y = kernelfit.synth.synthesize(PHOTO, kernels.unsharp_mask(1.0, 0.6, size=5),
+                                   dtype=np.uint8)
+    fit_kernel(PHOTO, y, 5)  # warnings are errors here
+    fit_kernel(PHOTO, y, 5, bias=True)
+
+
+def test_estimate_is_immutable(rng):
+    x = rng.standard_normal((16, 16))
+    fit = fit_kernel(x, kernelfit.convolve(x, kernels.box(3)), 3)
+    assert fit.kernel.flags.writeable is False and fit.stderr.flags.writeable is False
+
+
+def test_no_warning_filter_is_installed_by_a_fit(rng):
+    x = rng.standard_normal((30, 30))
+    before = list(warnings.filters)
+    fit_kernel(x, kernelfit.convolve(x, kernels.box(3)), "auto", boundary="auto")
+    assert warnings.filters == before
