@@ -11,9 +11,8 @@ import dataclasses
 
 import numpy as np
 
-from ._operator import Operator
 from ._solve import EstimateBuilder, Moments, system_indices
-from ._statistics import read_tiles
+from ._statistics import design_tiles
 
 # A dense system larger than this (the patch matrix alone) is refused: the SVD needs as
 # much again, and the normal equations are the right tool for such sizes.
@@ -46,7 +45,7 @@ def dense_bytes(problem, design):
 
 def solve_lstsq(problem, design, first=None):
     """Minimum-norm least squares, by SVD, with the usual rank tolerance ``max(n, m) eps``."""
-    return _solve(problem, design, lambda s, tol, beta, b2, n, g: _truncated(s, tol),
+    return _solve(problem, design, first, lambda s, tol, beta, b2, n, g: _truncated(s, tol),
                   method="lstsq-dense")
 
 
@@ -55,7 +54,7 @@ def solve_pinv(problem, design, first=None, *, rcond=None):
     def factors(s, tol, beta, b2, n, g):
         cutoff = tol if rcond is None else rcond * (s[0] if s.size else 0.0)
         return _truncated(s, cutoff)
-    return _solve(problem, design, factors, explicit=True, method="pinv")
+    return _solve(problem, design, first, factors, explicit=True, method="pinv")
 
 
 def solve_ridge(problem, design, first=None, *, reg):
@@ -69,7 +68,7 @@ def solve_ridge(problem, design, first=None, *, reg):
             return _truncated(s, tol)
         return s / (s ** 2 + lam)
 
-    estimate = _solve(problem, design, factors, method="ridge")
+    estimate = _solve(problem, design, first, factors, method="ridge")
     # One parameter per system: several only when GCV chose them per channel.
     return dataclasses.replace(estimate, reg=chosen[0] if len(set(chosen)) == 1
                                else np.array(chosen))
@@ -119,15 +118,14 @@ def _svd(A):
         return scipy.linalg.svd(A, full_matrices=False, lapack_driver="gesvd")
 
 
-def systems(problem, design):
-    """The dense systems of a design, built in one pass over its fitted samples.
+def systems(problem, design, first=None):
+    """The dense systems of a design, built from its tiles (in memory, or read once).
 
     'shared': one system whose rows are every channel's samples (a bias group per channel);
     'separate': one per channel; 'full': one with a column per output channel when they
     share their samples, else one per output channel.
     """
     support = design.support
-    operator = Operator(support.shape, problem.layout, problem.n_in, problem.n_out)
     ndim = len(support.shape)
     m = support.size * (problem.n_in if problem.layout == "full" else 1)
     if problem.layout == "shared":
@@ -143,14 +141,17 @@ def systems(problem, design):
         plans = [(slice(None), [j], j, 0) for j in range(problem.n_out)]
         count = problem.n_out
     parts = [([], [], []) for _ in range(count)]
-    for _, block in read_tiles(problem, support, design.boxes, design.pad_mode):
-        windows = np.moveaxis(operator.on(block.extended).windows(), ndim + 1, -1)
+    for tile in design_tiles(problem, first, design):
+        windows = tile.applied.windows()  # (B, *V, C_in, *K): taps last
+        windows = np.moveaxis(windows, ndim + 1, -1)  # (B, *V, *K, C_in)
+        lead = (slice(None),) * (ndim + 1)
+        windows = windows[lead + _within_taps(support, tile.support)]
         for index, (channel, targets, rows_of, group) in enumerate(plans):
             system = 0 if problem.layout == "shared" else index
-            kept = block.usable[..., rows_of]
+            kept = tile.usable[..., rows_of]
             W = windows[kept][..., channel]
             parts[system][0].append(W.reshape(W.shape[0], m))
-            parts[system][1].append(block.target[kept][:, targets])
+            parts[system][1].append(tile.target[kept][:, targets])
             parts[system][2].append(np.full(W.shape[0], group))
     out = []
     for s, (rows, targets, groups) in enumerate(parts):
@@ -164,7 +165,12 @@ def systems(problem, design):
     return out
 
 
-def _solve(problem, design, filter_factors, *, explicit=False, method):
+def _within_taps(support, outer):
+    return tuple(slice(a - b, a - b + k) for a, b, k in zip(support.lo, outer.lo,
+                                                           support.shape))
+
+
+def _solve(problem, design, first, filter_factors, *, explicit=False, method):
     """Solve every system of the design by SVD with the given filter factors f(s).
 
     ``X = V diag(f) U^H B``; the covariance of X is ``sigma^2 V diag(|f|^2) V^H``. A bias
@@ -181,7 +187,7 @@ def _solve(problem, design, filter_factors, *, explicit=False, method):
     builder = EstimateBuilder(problem.kernel_shape(design.support.shape),
                               (problem.n_in,) if problem.layout == "shared"
                               else (problem.n_out,), problem.bias, problem.dtype)
-    all_systems = systems(problem, design)
+    all_systems = systems(problem, design, first)
     samples = np.concatenate([s.B.ravel() for s in all_systems])
     centre = float(np.real(samples.mean())) if samples.size else 0.0
     moments = Moments(centre, float(np.std(samples)) if samples.size else 1.0)

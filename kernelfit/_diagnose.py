@@ -135,7 +135,7 @@ def _linearity(problem, first, estimate, fit):
 
     moments = estimate.moments
     if moments is None or moments.n < 50 or moments.high - moments.low <= 0:
-        return False
+        return False  # (low and high: of the predicted level, or its modulus if complex)
     n = moments.n
     rms_r = np.sqrt(moments.sum_r2 / n)
     rms_p = np.sqrt(moments.sum_p2 / n)
@@ -151,7 +151,8 @@ def _linearity(problem, first, estimate, fit):
         # a straight line (~ chi-square with 2 dof when the filter is linear)
         straight = moments.rss(2)
         fraction = (straight - moments.rss(4)) / straight if straight > 0 else 0.0
-        curved = fraction > 0.02 and scipy.stats.chi2.sf(fraction * n, 2) < 1e-6
+        curved = fraction > 0.02 and scipy.stats.chi2.sf(fraction * moments.n_regressed,
+                                                          2) < 1e-6
     if curved:
         _warn(f"the residual depends on the output level: a curve in the predicted value "
               f"explains {fraction:.0%} of it, so the filter is not linear in the input (gamma "

@@ -9,7 +9,6 @@ solution once with ``A^H r``, which turns normal-equation accuracy into least-sq
 
 import numpy as np
 
-from ._operator import Operator
 from ._solve import (
     EstimateBuilder,
     Factorization,
@@ -18,7 +17,7 @@ from ._solve import (
     standard_errors,
     system_indices,
 )
-from ._statistics import batches, statistics_for
+from ._statistics import design_pass, design_tiles, embed, taps
 
 # Up to this size of patch matrix, method='lstsq' solves densely by SVD (the most robust for
 # rank-deficient data); above it, from the normal equations.
@@ -37,14 +36,16 @@ def solve_lstsq(problem, design, first):
 
 def solve_statistics(problem, design, first):
     """Least squares from the statistics of `design`, with one residual pass."""
-    stats = statistics_for(problem, first, design)
+    known = design_pass(problem, first, design)
+    stats = known.statistics
     systems = [Factorization(stats.gram[s], stats.n_kernel, int(stats.n_rows[s]),
                              problem.bias) for s in range(stats.gram.shape[0])]
     solutions = [factor.solve(stats.rhs[s]) for s, factor in enumerate(systems)]
     refine = any(_worth_refining(factor, stats, s, x, b, problem.bias)
                  for s, (factor, (x, b)) in enumerate(zip(systems, solutions)))
     kernel, bias = _assemble(problem, design, solutions)
-    ss_res, gradient, moments = residual_pass(problem, design, stats, kernel, bias, refine)
+    ss_res, gradient, moments = residual_pass(problem, design, known, kernel, bias, refine,
+                                              moments=problem.checks)
     builder = EstimateBuilder(problem.kernel_shape(design.support.shape),
                               _bias_shape(problem), problem.bias, problem.dtype)
     for s, (factor, (x, b)) in enumerate(zip(systems, solutions)):
@@ -62,13 +63,15 @@ def solve_statistics(problem, design, first):
 
 
 def _worth_refining(factor, stats, s, x, b, bias):
-    """Whether the normal equations' error bound, cond(G) eps |x|, could show against the
-    kernel's uncertainty (always, for a near-exact fit)."""
+    """Whether the normal equations' error bound, cond(G) eps |x|, could matter: above 1e-9
+    of the kernel (the bound is pessimistic; errors are usually 30 times smaller), and
+    above 1e-3 of its standard errors (noise dominates otherwise)."""
     s_max, s_min = factor.singular_extremes() if factor.full_rank else (1.0, 0.0)
     if s_min == 0:
         return False  # minimum-norm solution: refinement would not change its meaning
-    bound = (s_max / s_min) ** 2 * np.finfo(float).eps * float(np.max(np.abs(x), initial=0))
-    if bound <= 1e-13 * float(np.max(np.abs(x), initial=1.0)):
+    size = float(np.max(np.abs(x), initial=0.0))
+    bound = (s_max / s_min) ** 2 * np.finfo(float).eps * size
+    if bound <= 1e-9 * size:
         return False
     rss = residual_from_statistics(stats.gram[s], stats.rhs[s], stats.yy[s], x,
                                    b if bias else None)
@@ -123,44 +126,48 @@ def _slots(problem):
     return [(0, o) for o in range(problem.n_out)]
 
 
-def residual_pass(problem, design, stats, kernel, bias, refine):
-    """One pass over the fitted samples with the solved kernel.
+def residual_pass(problem, design, known, kernel, bias, refine, moments=True):
+    """One pass over the fitted samples with the solved kernel (over the tiles in memory,
+    when `known` has them: the kernel is then embedded in their larger support).
 
     Returns the residual sum of squares per system and column, (S, R); ``[A 1]^H r`` per
-    system, (S, M, R), when `refine`; and the moments of the residual against the predicted
-    level.
+    system, (S, M, R), when `refine`; and (when `moments`) the moments of the residual
+    against the predicted level, for the linearity check.
     """
+    stats = known.statistics
     support = design.support
-    operator = Operator(support.shape, problem.layout, problem.n_in, problem.n_out)
     systems, columns = stats.rhs.shape[0], stats.rhs.shape[2]
     ss_res = np.zeros((systems, columns))
     gradient = np.zeros(stats.rhs.shape, dtype=stats.rhs.dtype) if refine else None
     n = max(int(stats.n_rows.sum()), 1)
     mean = stats.rhs[:, stats.n_kernel:].sum() / n
     spread = np.sqrt(max(float(stats.yy.sum()) / n - abs(mean) ** 2, 0.0))
-    moments = Moments(float(np.real(mean)), spread)
+    moments = Moments(float(np.real(mean)), spread) if moments else None
     slots = _slots(problem)
     shared = problem.layout == "shared"
-    for _, block in batches(problem, support, design.boxes, design.pad_mode):
-        applied = operator.on(block.extended)
-        if refine and applied.use_fft:
-            applied.spectra  # forward and adjoint share the block's transform
-        predicted = applied.forward(kernel)
+    m = stats.n_kernel
+    for tile in design_tiles(problem, None, design, known):
+        applied = tile.applied
+        if applied.use_fft:
+            applied.spectra  # the block's transform: the forward pass (and adjoint) use it
+        predicted = applied.forward(embed(kernel, support, tile.support))
         if problem.bias:
             predicted += bias
-        residual = block.target  # this pass's own copy: overwritten in place
-        residual -= predicted
-        used = block.usable
-        residual[~used] = 0
-        moments.add(predicted, residual, used)
+        residual = tile.target - predicted
+        used = tile.usable
+        masked = not used.all()
+        if masked:
+            residual[~used] = 0
+        if moments is not None:
+            moments.add(predicted, residual, used if masked else None)
         del predicted
-        energy = np.sum(np.abs(residual) ** 2, axis=tuple(range(residual.ndim - 1)))
-        sums = residual.sum(axis=tuple(range(residual.ndim - 1)))
+        flat = residual.reshape(-1, residual.shape[-1])
+        energy = np.real(np.einsum("ij,ij->j", flat.conj(), flat))
+        sums = flat.sum(axis=0)
         for o, (system, slot) in enumerate(slots):
             ss_res[system, 0 if shared else (slot if columns > 1 else 0)] += energy[o]
         if refine:
-            correlation = applied.adjoint(residual)  # kernel-shaped
-            m = stats.n_kernel
+            correlation = taps(applied.adjoint(residual), support, tile.support)
             for s in range(systems):
                 coef, _ = _indices(problem, design, s)
                 gradient[s, :m] += correlation.flat[coef]

@@ -119,9 +119,25 @@ class Applied:
     # --- spectra ---------------------------------------------------------------------------
 
     def transform(self, array):
-        """FFT of `array` (B, *S, ...) over the spatial axes at this block's lengths."""
-        forward = scipy.fft.rfftn if self.real else scipy.fft.fftn
-        return forward(array, s=self.lengths, axes=self.spatial, workers=-1)
+        """FFT of `array` (B, *S, ...) over the spatial axes at this block's lengths.
+
+        The last axis first (the real transform, when real), then the others one at a time:
+        a small array (a kernel) is transformed while it is still small along the axes not
+        yet done, at a fraction of a full transform's cost.
+        """
+        array = np.asarray(array)
+        axes, lengths = self.spatial, self.lengths
+        if all(array.shape[a] == n for a, n in zip(axes, lengths)) or \
+                array.shape[axes[-1]] > lengths[-1] // 2:
+            forward = scipy.fft.rfftn if self.real else scipy.fft.fftn
+            return forward(array, s=lengths, axes=axes, workers=-1)
+        if self.real:
+            out = scipy.fft.rfft(array, n=lengths[-1], axis=axes[-1], workers=-1)
+        else:
+            out = scipy.fft.fft(array, n=lengths[-1], axis=axes[-1], workers=-1)
+        for axis, n in zip(axes[-2::-1], lengths[-2::-1]):
+            out = scipy.fft.fft(out, n=n, axis=axis, workers=-1)
+        return out
 
     def inverse(self, spectrum):
         inverse = scipy.fft.irfftn if self.real else scipy.fft.ifftn
@@ -160,6 +176,8 @@ class Applied:
             product = X * spectrum[..., np.newaxis]
         elif op.layout == "separate":
             product = X * spectrum
+        elif op.n_in == 1 and op.n_out == 1:
+            product = X * spectrum[..., 0]
         else:
             product = np.einsum("...c,...co->...o", X, spectrum)
         full = self.inverse(product)

@@ -199,16 +199,16 @@ class Factorization:
         self.centred = kk - (kb * self.inverse_counts) @ kb.conj().T
         self.dtype = self.centred.dtype
         self._cholesky = self._inverse = self._inverse_diagonal = None
-        self._eig = None
-        self.largest = float(np.max(np.real(np.diag(self.centred)), initial=0.0))
+        self._eig = self._extreme_values = None
         try:
             factor = scipy.linalg.cholesky(self.centred, lower=True, check_finite=False)
             if not np.all(np.isfinite(factor)) or np.any(np.real(np.diag(factor)) <= 0):
                 raise np.linalg.LinAlgError("not positive definite")
             self._cholesky = factor
-            lowest, highest = self._extreme_values = self._extremes()
-            if lowest <= self.tolerance(highest):
-                self._cholesky = None
+            if not self._clearly_full_rank():
+                lowest, highest = self._extreme_values = self._extremes()
+                if lowest <= self.tolerance(highest):
+                    self._cholesky = None
         except np.linalg.LinAlgError:
             self._cholesky = None
         if self._cholesky is None:
@@ -217,6 +217,18 @@ class Factorization:
     def tolerance(self, highest):
         """Eigenvalues of the centred Gram matrix at or below this are treated as zero."""
         return max(self.n_rows, self.m) * np.finfo(float).eps * highest
+
+    def _clearly_full_rank(self):
+        """LAPACK's O(m^2) estimate of the 1-norm condition number from the Cholesky
+        factor: well inside the rank tolerance (by a factor 100 for the estimate's own
+        slack, and it bounds the 2-norm condition number), no eigenvalues are needed."""
+        from scipy.linalg import lapack
+
+        pocon = lapack.zpocon if np.iscomplexobj(self._cholesky) else lapack.dpocon
+        norm = float(np.max(np.sum(np.abs(self.centred), axis=0), initial=0.0))
+        rcond, info = pocon(self._cholesky, norm, uplo="L")
+        return info == 0 and rcond > 0 and 100 / rcond < 1 / (
+            max(self.n_rows, self.m) * np.finfo(float).eps)
 
     # -- full-rank path
 
@@ -276,6 +288,8 @@ class Factorization:
     def singular_extremes(self):
         """Largest and smallest singular values of the centred design (0 if deficient)."""
         if self.full_rank:
+            if self._extreme_values is None:
+                self._extreme_values = self._extremes()
             lowest, highest = self._extreme_values
             return np.sqrt(np.clip([highest, lowest], 0, None))
         values = self._eig[0]
@@ -342,9 +356,12 @@ class Moments:
     its powers stay well conditioned; any values near the output's mean and spread do.
     """
 
+    SAMPLES = 1 << 18
+
     def __init__(self, centre, scale):
         self.centre, self.scale = centre, scale or 1.0
-        self.n = 0
+        self.n = self.n_regressed = 0
+        self.r2_regressed = 0.0
         self.sum_r = 0.0
         self.sum_r2 = 0.0
         self.sum_p2 = 0.0
@@ -354,7 +371,11 @@ class Moments:
         self.vr = np.zeros(4)
 
     def add(self, predicted, residual, used=None):
-        """Add samples: predicted values and residuals, where `used` (default: all)."""
+        """Add samples: predicted values and residuals, where `used` (default: all).
+
+        The mean and energy sums take every sample; the cubic regression at most
+        SAMPLES evenly spaced ones of each call (its test has power to spare).
+        """
         if used is not None and not used.all():
             predicted, residual = predicted[used], residual[used]
         predicted, residual = predicted.ravel(), residual.ravel()
@@ -362,22 +383,26 @@ class Moments:
             return
         self.n += predicted.size
         self.sum_r = self.sum_r + residual.sum()
-        self.sum_r2 += float(np.sum(np.abs(residual) ** 2))
-        self.sum_p2 += float(np.sum(np.abs(predicted) ** 2))
-        magnitude = np.abs(predicted)
-        self.low, self.high = min(self.low, magnitude.min()), max(self.high, magnitude.max())
+        self.sum_r2 += float(np.real(np.vdot(residual, residual)))
+        self.sum_p2 += float(np.real(np.vdot(predicted, predicted)))
         if np.iscomplexobj(predicted) or np.iscomplexobj(residual):
             self.real = False  # tone curves act on real levels: no curvature test
+            level = np.abs(predicted)
+            self.low, self.high = min(self.low, level.min()), max(self.high, level.max())
             return
+        step = max(1, predicted.size // self.SAMPLES)
+        predicted, residual = predicted[::step], residual[::step]
+        self.low = min(self.low, predicted.min())
+        self.high = max(self.high, predicted.max())
+        self.n_regressed += predicted.size
+        self.r2_regressed += float(residual @ residual)
         z = (predicted - self.centre) / self.scale
-        power = np.ones_like(z)
-        sums = np.zeros(7)
-        for k in range(7):  # sums of z^k and of r z^k: the Gram matrix of [1, z, z^2, z^3]
-            sums[k] = power.sum()
-            if k < 4:
-                self.vr[k] += float(residual @ power)
-            power *= z
+        z2 = z * z
+        z3 = z2 * z
+        # the Gram matrix of [1, z, z^2, z^3] needs the sums of z^0..z^6; dot products
+        sums = np.array([z.size, z.sum(), z2.sum(), z3.sum(), z2 @ z2, z2 @ z3, z3 @ z3])
         self.vv += sums[np.add.outer(np.arange(4), np.arange(4))]
+        self.vr += [residual.sum(), residual @ z, residual @ z2, residual @ z3]
 
     def rss(self, columns):
         """Residual sum of squares after regressing r on the first `columns` powers of z."""
@@ -385,7 +410,7 @@ class Moments:
 
         vv, vr = self.vv[:columns, :columns], self.vr[:columns]
         coefficients = scipy.linalg.lstsq(vv, vr, check_finite=False)[0]
-        return max(self.sum_r2 - float(vr @ coefficients), 0.0)
+        return max(self.r2_regressed - float(vr @ coefficients), 0.0)
 
 
 def standard_errors(factorization, ss_res):

@@ -160,69 +160,162 @@ def batches(problem, support, boxes, pad_mode):
         yield key[0], flush()
 
 
-def accumulate(problem, support, boxes, pad_mode):
+@dataclasses.dataclass(frozen=True)
+class Tile:
+    """A tile kept in memory: the operator on its extended block (for the taps `support`,
+    with the block's FFT once computed), its targets and which of them are used."""
+
+    band: int
+    support: Support
+    applied: object
+    target: np.ndarray
+    usable: np.ndarray
+
+    @property
+    def nbytes(self):
+        spectra = self.applied._spectra
+        return (self.applied.block.nbytes + self.target.nbytes + self.usable.nbytes
+                + (0 if spectra is None else spectra.nbytes))
+
+
+# Tiles are kept in memory for the residual pass (instead of being read and transformed again)
+# when they take at most this many times a tile's budget of float64 samples.
+CACHED_TILES = 4
+
+
+def _cache_limit():
+    return CACHED_TILES * TILE_ELEMENTS * 8
+
+
+def accumulate(problem, support, boxes, pad_mode, keep=False):
     """One pass over the samples `boxes` of every pair: the statistics of `support`, per
-    band (top and bottom halves of the rows); their sum is the whole."""
+    band (top and bottom halves of the rows); their sum is the whole.
+
+    With `keep`, also the tiles themselves when they fit in memory (else None).
+    """
     operator = Operator(support.shape, problem.layout, problem.n_in, problem.n_out)
     bands = [zeros(support, problem.layout, problem.n_in, problem.n_out, problem.joint,
                    problem.dtype) for _ in range(2)]
+    kept, size = ([] if keep else None), 0
     for band, block in batches(problem, support, boxes, pad_mode):
         applied = operator.on(block.extended)
         bands[band] = bands[band] + tile_statistics(applied, block.target, block.usable,
                                                     support, problem.layout, problem.joint)
-    return bands
+        if kept is not None:
+            kept.append(Tile(band, support, applied, block.target, block.usable))
+            size += kept[-1].nbytes
+            if size > _cache_limit():
+                kept = None
+    return (bands, kept) if keep else bands
 
 
 @dataclasses.dataclass(frozen=True)
 class FirstPass:
     """The statistics of the first pass: `support` over the samples `boxes` (per pair), the
-    input extended by `pad_mode` (None: windows inside the input), per band and in total."""
+    input extended by `pad_mode` (None: windows inside the input), per band and in total;
+    and its tiles, when they fit in memory."""
 
     support: Support
     boxes: tuple
     pad_mode: object
     bands: tuple
     total: Statistics
+    tiles: object = None
 
 
 def first_pass(problem, support, boxes, pad_mode):
     """One pass over the pixels: the statistics every later question is answered from."""
-    bands = accumulate(problem, support, boxes, pad_mode)
-    return FirstPass(support, tuple(boxes), pad_mode, tuple(bands), bands[0] + bands[1])
+    bands, kept = accumulate(problem, support, boxes, pad_mode, keep=True)
+    return FirstPass(support, tuple(boxes), pad_mode, tuple(bands), bands[0] + bands[1],
+                     None if kept is None else tuple(kept))
+
+
+@dataclasses.dataclass(frozen=True)
+class DesignPass:
+    """A design's statistics, and its tiles when they are in memory (None: read them)."""
+
+    statistics: Statistics
+    tiles: object
+
+
+def _reusable(first, design):
+    """Whether the first pass's samples lie inside the design's and its windows do not
+    depend on a different edge rule."""
+    return first is not None and first.support.contains(design.support) and all(
+        large.contains(small) for small, large in zip(first.boxes, design.boxes)) and (
+        first.pad_mode is None or first.pad_mode == design.pad_mode)
+
+
+def _frames(problem, first, design):
+    """The design's samples outside the first pass's, as thin tiles read now."""
+    support = design.support
+    operator = Operator(support.shape, problem.layout, problem.n_in, problem.n_out)
+    for pair, small, large in zip(problem.pairs, first.boxes, design.boxes):
+        for piece in (large.minus(small) if not small.empty else [large]):
+            if not piece.empty:
+                block = pair.block(support, piece, design.pad_mode, problem.fillvalue,
+                                   problem.dtype)
+                yield Tile(0, support, operator.on(block.extended), block.target,
+                           block.usable)
+
+
+def design_pass(problem, first, design):
+    """The statistics of a design (its support, samples and edge rule).
+
+    From the first pass when `_reusable`: a sub-block, plus the samples in between, read as
+    thin tiles; otherwise from a pass of its own. The tiles come along when they are in
+    memory.
+    """
+    support = design.support
+    if not _reusable(first, design):
+        bands, kept = accumulate(problem, support, design.boxes, design.pad_mode, keep=True)
+        return DesignPass(bands[0] + bands[1], None if kept is None else tuple(kept))
+    total = first.total.restrict(support)
+    frames = tuple(_frames(problem, first, design))
+    for tile in frames:
+        total = total + tile_statistics(tile.applied, tile.target, tile.usable, support,
+                                        problem.layout, problem.joint)
+    return DesignPass(total, None if first.tiles is None else first.tiles + frames)
 
 
 def statistics_for(problem, first, design):
-    """The statistics of a design (its support, samples and edge rule).
-
-    From the first pass when its samples lie inside the design's and its windows do not
-    depend on a different edge rule (a sub-block, plus the samples in between, read as thin
-    tiles); otherwise from a pass of its own.
-    """
-    support = design.support
-    if first is not None and first.support.contains(support) and all(
-            large.contains(small) for small, large in zip(first.boxes, design.boxes)) and (
-            first.pad_mode is None or first.pad_mode == design.pad_mode):
-        return extend(problem, first.total, support, first.boxes, design.boxes,
-                      design.pad_mode)
-    bands = accumulate(problem, support, design.boxes, design.pad_mode)
-    return bands[0] + bands[1]
+    """The statistics of a design (see `design_pass`)."""
+    return design_pass(problem, first, design).statistics
 
 
-def extend(problem, stats, support, inner, outer, pad_mode):
-    """The statistics of `support` over the samples `outer` (per pair), from those over
-    `inner` (inside it) and the samples in between, read as thin tiles."""
-    total = stats.restrict(support)
-    operator = Operator(support.shape, problem.layout, problem.n_in, problem.n_out)
-    for pair, small, large in zip(problem.pairs, inner, outer):
-        pieces = large.minus(small) if not small.empty else [large]
-        for piece in pieces:
-            if piece.empty:
-                continue
-            block = pair.block(support, piece, pad_mode, problem.fillvalue, problem.dtype)
-            total = total + tile_statistics(operator.on(block.extended), block.target,
-                                            block.usable, support, problem.layout,
-                                            problem.joint)
-    return total
+def design_tiles(problem, first, design, known=None):
+    """The tiles of a design: those in memory (`known`'s, or the first pass's and the
+    frames between), or else read anew."""
+    if known is not None and known.tiles is not None:
+        yield from known.tiles
+    elif first is not None and first.tiles is not None and _reusable(first, design):
+        yield from first.tiles
+        yield from _frames(problem, first, design)
+    else:
+        operator = Operator(design.support.shape, problem.layout, problem.n_in,
+                            problem.n_out)
+        for band, block in batches(problem, design.support, design.boxes, design.pad_mode):
+            yield Tile(band, design.support, operator.on(block.extended), block.target,
+                       block.usable)
+
+
+def embed(kernel, support, outer):
+    """A kernel of `support` (operator layout: taps first) as one of the larger `outer`."""
+    if support == outer:
+        return kernel
+    out = np.zeros(outer.shape + kernel.shape[support.ndim:], dtype=kernel.dtype)
+    out[_within(support, outer)] = kernel
+    return out
+
+
+def taps(array, support, outer):
+    """The taps of `support` from an array over the taps of `outer` (taps first)."""
+    return array if support == outer else array[_within(support, outer)]
+
+
+def _within(support, outer):
+    return tuple(slice(a - b, a - b + k) for a, b, k in zip(support.lo, outer.lo,
+                                                           support.shape))
 
 
 # --- one tile ---------------------------------------------------------------------------------
@@ -319,8 +412,9 @@ def _spectral(stats, applied, target, usable, layout):
         n_kept = int(kept.sum())
         masked = ~kept
         channels = [channel] if isinstance(channel, int) else list(range(n_in))
-        out_channels = [outputs] if isinstance(outputs, int) else list(range(op.n_out))
-        y = np.where(kept[..., np.newaxis], target[..., out_channels], 0)
+        y = (target[..., outputs:outputs + 1] if isinstance(outputs, int) else target)
+        if n_kept < kept.size:
+            y = np.where(kept[..., np.newaxis], y, 0)
         if 2 * int(masked.sum()) > kept.size:  # mostly masked: the kept windows directly
             if windows is None:
                 windows = np.moveaxis(applied.windows(), len(shape) + 1, -1)
@@ -351,33 +445,51 @@ def _spectral(stats, applied, target, usable, layout):
         gram[system, m + group, :m] += sums
         gram[system, :m, m + group] += np.conj(sums)
         gram[system, m + group, m + group] += n_kept
-        values = y[kept]
-        rhs[system, m + group] += values.sum(axis=0)
-        yy[system] += np.sum(np.abs(values) ** 2, axis=0)
+        flat = y.reshape(-1, y.shape[-1])  # masked samples are zero: they add nothing
+        rhs[system, m + group] += flat.sum(axis=0)
+        yy[system] += np.real(np.einsum("ij,ij->j", flat.conj(), flat))
     return dataclasses.replace(stats, gram=gram, rhs=rhs, yy=yy)
 
 
 def _adjoint_columns(applied, y, channels):
-    """``A^H y`` for windows of the input `channels` (tap-major, channel-minor), (m, R)."""
-    op = applied.operator
-    single = Operator(op.shape, "full", op.n_in, y.shape[-1]).on(applied.block)
-    single._spectra = applied.spectra
-    correlation = single.adjoint(y)  # (*K, C_in, R)
-    correlation = correlation[..., channels, :]
-    return correlation.reshape(-1, y.shape[-1])
+    """``A^H y`` for windows of the input `channels` (tap-major, channel-minor), (m, R):
+    one product of the block's and the targets' transforms per channel and column."""
+    shape = applied.operator.shape
+
+    def correlate(values):
+        R = applied.transform(values)  # (B, *L, R)
+        X = applied.spectra
+        if X.shape[0] == 1 and len(channels) == 1 and R.shape[-1] == 1:
+            product = R[0, ..., 0] * np.conj(X[0, ..., channels[0]])
+            product = product[..., np.newaxis, np.newaxis]
+        else:
+            product = np.einsum("b...c,b...r->...cr", np.conj(X[..., channels]), R)
+        return applied._inverse_unbatched(product)
+
+    correlation = applied._real_parts(y, correlate)
+    index = np.ix_(*((-np.arange(k)) % n for k, n in zip(shape, applied.lengths)))
+    return correlation[index].reshape(-1, y.shape[-1])
 
 
 def _box_sums(block, shape):
-    """``sum_n x[n + p]`` over the 'valid' windows and the batch, for every tap p, flat."""
-    out = block
-    for axis, k in enumerate(shape, start=1):
-        s = out.shape[axis]
-        cumulative = np.concatenate([np.zeros_like(np.take(out, [0], axis=axis)),
-                                     np.cumsum(out, axis=axis)], axis=axis)
-        p = np.arange(k)
-        out = np.take(cumulative, p + s - k + 1, axis=axis) - np.take(cumulative, p,
-                                                                      axis=axis)
-    return out.sum(axis=0).ravel()
+    """``sum_n x[n + p]`` over the 'valid' windows and the batch, for every tap p, flat.
+
+    One axis at a time: the sum along the axis, less the few samples before p and after
+    p + V (cumulative sums over the K - 1 slices at each end only), so the block is summed
+    once and every later step works on an array K long along the axes already done.
+    """
+    out = block.sum(axis=0)
+    for axis, k in enumerate(shape):
+        n = out.shape[axis]
+        total = out.sum(axis=axis, keepdims=True)
+        head = np.take(out, np.arange(k - 1), axis=axis)
+        tail = np.take(out, np.arange(n - k + 1, n), axis=axis)
+        zero = np.zeros_like(total)
+        before = np.concatenate([zero, np.cumsum(head, axis=axis)], axis=axis)  # first p
+        after = np.concatenate([np.flip(np.cumsum(np.flip(tail, axis), axis=axis), axis),
+                                zero], axis=axis)  # the last k - 1 - p
+        out = total - before - after
+    return out.ravel()
 
 
 # --- the Gram matrix of the valid windows --------------------------------------------------
@@ -398,7 +510,13 @@ def valid_gram(applied, c, d):
     ndim = len(shape)
     # full correlation F[d] = sum_m conj(x_c[m]) x_d[m + d], d in (-(K-1), K-1)
     X = applied.spectra
-    product = np.sum(np.conj(X[..., c]) * X[..., d], axis=0)
+    if c == d:  # |X|^2: real
+        product = np.einsum("b...,b...->...", X[..., c].real, X[..., c].real)
+        product += np.einsum("b...,b...->...", X[..., c].imag, X[..., c].imag)
+    elif X.shape[0] == 1:
+        product = X[0, ..., d] * np.conj(X[0, ..., c])
+    else:
+        product = np.einsum("b...,b...->...", np.conj(X[..., c]), X[..., d])
     full = applied._inverse_unbatched(product)
     full = full[np.ix_(*(np.arange(-(k - 1), k) % n for k, n in zip(shape,
                                                                      applied.lengths)))]
