@@ -11,7 +11,7 @@ import warnings
 
 import numpy as np
 
-from ._search import SubFit, better_placement
+from ._search import better_placement, fit_of
 from ._warnings import IdentifiabilityWarning, ModelWarning
 
 # fit_kernel -> diagnose -> a check -> _warn -> warnings.warn: the warning points at the
@@ -100,8 +100,8 @@ def _shift_invariance(problem, first, choice, fit):
     support = choice.design.support
     if not first.support.contains(support):
         return
-    halves = [SubFit(problem, band, support) for band in first.bands]
-    pooled = SubFit(problem, first.total, support)
+    halves = [fit_of(problem, first, support, which) for which in ("top", "bottom")]
+    pooled = fit_of(problem, first, support)
     if any(h.n == 0 for h in halves) or not all(
             f.full_rank for h in halves + [pooled] for f in h.factors):
         return

@@ -38,8 +38,12 @@ def solve_statistics(problem, design, first):
     """Least squares from the statistics of `design`, with one residual pass."""
     known = design_pass(problem, first, design)
     stats = known.statistics
-    systems = [Factorization(stats.gram[s], stats.n_kernel, int(stats.n_rows[s]),
-                             problem.bias) for s in range(stats.gram.shape[0])]
+    if first is not None and stats is first.total:  # the first pass's own samples
+        from ._search import fit_of
+        systems = fit_of(problem, first, design.support).factors
+    else:
+        systems = [Factorization(stats.gram[s], stats.n_kernel, int(stats.n_rows[s]),
+                                 problem.bias) for s in range(stats.gram.shape[0])]
     solutions = [factor.solve(stats.rhs[s]) for s, factor in enumerate(systems)]
     refine = any(_worth_refining(factor, stats, s, x, b, problem.bias)
                  for s, (factor, (x, b)) in enumerate(zip(systems, solutions)))

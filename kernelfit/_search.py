@@ -14,7 +14,7 @@ import numpy as np
 
 from ._geometry import Box, Support, candidate_supports, region
 from ._operator import Operator
-from ._solve import Factorization, residual_from_statistics, system_indices
+from ._solve import Factorization, Preconditioned, residual_from_statistics, system_indices
 from ._statistics import statistics_for
 from ._validation import BOUNDARIES
 
@@ -22,6 +22,9 @@ RULES = ("fill", "edge", "wrap", "symmetric", "reflect")
 # The evidence box may cost at most one factorisation of this many unknowns more than the
 # fit's own (see `evidence_support`).
 EVIDENCE_UNKNOWNS = 1024
+# Above this many unknowns, fits of half the rows are solved by preconditioned conjugate
+# gradients rather than factorised (O(m^2) per step against O(m^3)).
+PRECONDITIONED_UNKNOWNS = 1024
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,14 +95,24 @@ def evidence_support(support, shape):
 # --- fits from sub-blocks ----------------------------------------------------------------
 
 class SubFit:
-    """Least squares for a support inside the first pass's, from its sub-block alone."""
+    """Least squares for a support inside the first pass's, from its sub-block alone.
 
-    def __init__(self, problem, stats, support):
+    With `like` (a SubFit of similar statistics: one half of the rows against the whole)
+    and many unknowns, the systems are solved by conjugate gradients preconditioned with
+    `like`'s factorisations instead of factorised anew.
+    """
+
+    def __init__(self, problem, stats, support, like=None):
         self.problem, self.support = problem, support
         self.stats = stats = stats.restrict(support)
         m = stats.n_kernel
-        self.factors = [Factorization(stats.gram[s], m, int(stats.n_rows[s]), problem.bias)
-                        for s in range(stats.gram.shape[0])]
+        if like is not None and m > PRECONDITIONED_UNKNOWNS:
+            self.factors = [Preconditioned(stats.gram[s], m, int(stats.n_rows[s]),
+                                           problem.bias, near)
+                            for s, near in enumerate(like.factors)]
+        else:
+            self.factors = [Factorization(stats.gram[s], m, int(stats.n_rows[s]),
+                                          problem.bias) for s in range(stats.gram.shape[0])]
         self.solutions = [f.solve(stats.rhs[s]) for s, f in enumerate(self.factors)]
         self.rss = np.array([residual_from_statistics(
             stats.gram[s], stats.rhs[s], stats.yy[s], x, b if problem.bias else None)
@@ -151,6 +164,23 @@ class SubFit:
         return stderr
 
 
+def fit_of(problem, first, support, which="total"):
+    """The SubFit of `support` on the first pass's samples, or on its top or bottom half of
+    the rows, made once per call (kept in ``first.fits``)."""
+    key = (which, support)
+    if key not in first.fits:
+        if which == "total":
+            fit = SubFit(problem, first.total, support)
+        else:
+            like = fit_of(problem, first, support)
+            top = first.top
+            stats = top if which == "top" else first.total.restrict(support) - \
+                top.restrict(support)
+            fit = SubFit(problem, stats, support, like=like)
+        first.fits[key] = fit
+    return first.fits[key]
+
+
 def _scale(stats):
     return float(np.sqrt(stats.yy.sum() / max(int(stats.n_rows.sum()), 1))) or 1.0
 
@@ -164,7 +194,7 @@ def locate(problem, first):
     """
     stats, box = first.total, first.support
     scale = _scale(stats)
-    big = SubFit(problem, stats, box)
+    big = fit_of(problem, first, box)
     kernel, _ = big.kernel()
     magnitude = np.abs(kernel)
     stderr = big.stderr(scale)
@@ -180,7 +210,7 @@ def locate(problem, first):
     candidates = _candidates(problem, box, significant)
     scores, fits, best = {}, {}, None
     for support in candidates:
-        fit = SubFit(problem, stats, support)
+        fit = fit_of(problem, first, support)
         score = fit.bic(scale)
         scores[(support.shape, support.origin(problem.convention))] = score
         fits[support] = fit
@@ -399,8 +429,8 @@ def better_placement(problem, first, support, factor=4.0):
         return None
     stats = first.total
     scale = _scale(stats)
-    chosen = SubFit(problem, stats, support)
-    whole = SubFit(problem, stats, box)
+    chosen = fit_of(problem, first, support)
+    whole = fit_of(problem, first, box)
     if not all(f.full_rank for f in whole.factors) or whole.n < 2 * whole.p:
         return None
     chosen_rss, whole_rss = chosen.total_rss(scale), whole.total_rss(scale)
@@ -416,7 +446,7 @@ def better_placement(problem, first, support, factor=4.0):
                          float(np.sqrt(chosen_rss / max(chosen.n, 1))), same_size,
                          fit.total_rss(scale) <= fit.floor(scale))
 
-    others = [SubFit(problem, stats, s) for s in candidate_supports(box, support.shape)
+    others = [fit_of(problem, first, s) for s in candidate_supports(box, support.shape)
               if s != support]
     best = min(others, key=lambda f: f.total_rss(scale), default=None)
     if best is not None and best.total_rss(scale) * factor < chosen_rss:

@@ -178,41 +178,60 @@ class Factorization:
     """The centred normal equations of one system, factorised once.
 
     The bias is projected out exactly (a Schur complement, as centring each bias group of
-    the patch matrix does). Full-rank systems are factorised by Cholesky; their diagnostics
-    come from that factor (the inverse's diagonal by ``potri``, the extreme eigenvalues by
-    Lanczos iteration); rank-deficient ones by an eigendecomposition (minimum-norm).
+    the patch matrix does). Full-rank systems are factorised by Cholesky, in place and from
+    the lower triangle only; their diagnostics come from that factor (the inverse's diagonal
+    by ``potri``, the condition estimate by ``pocon``, extreme eigenvalues by Lanczos
+    iterations with the factor, only when asked for). Rank-deficient systems are
+    eigendecomposed (minimum-norm solutions).
     """
 
     def __init__(self, gram, m, n_rows, bias=True):
-        import scipy.linalg
+        from scipy.linalg import lapack
 
         self.m, self.n_rows = m, n_rows
-        gram = (gram + gram.conj().T) / 2
-        kk, kb, bb = gram[:m, :m], gram[:m, m:], gram[m:, m:]
-        if not bias:
-            kb, bb = kb[:, :0], bb[:0, :0]
-        counts = np.real(np.diag(bb))
+        self.complex = np.iscomplexobj(gram)
+        self._gram, self._groups = gram, (gram.shape[0] - m if bias else 0)
+        kb = gram[:m, m:m + self._groups]
+        counts = np.real(np.diagonal(gram)[m:m + self._groups])
         self.has_rows = counts > 0
         self.inverse_counts = np.where(self.has_rows, 1.0 / np.where(self.has_rows, counts,
                                                                      1.0), 0.0)
-        self.kb = kb
-        self.centred = kk - (kb * self.inverse_counts) @ kb.conj().T
-        self.dtype = self.centred.dtype
+        self.kb = np.array(kb)
         self._cholesky = self._inverse = self._inverse_diagonal = None
         self._eig = self._extreme_values = None
-        try:
-            factor = scipy.linalg.cholesky(self.centred, lower=True, check_finite=False)
-            if not np.all(np.isfinite(factor)) or np.any(np.real(np.diag(factor)) <= 0):
-                raise np.linalg.LinAlgError("not positive definite")
+        centred = self._build_centred()
+        lange = lapack.zlange if self.complex else lapack.dlange
+        self.norm = float(lange("1", centred))
+        potrf = lapack.zpotrf if self.complex else lapack.dpotrf
+        factor, info = potrf(centred, lower=1, overwrite_a=1, clean=1)  # in place
+        if info == 0 and np.all(np.isfinite(np.diagonal(factor))):
             self._cholesky = factor
             if not self._clearly_full_rank():
-                lowest, highest = self._extreme_values = self._extremes()
+                # the exact extremes decide; the inverse (wanted for standard errors
+                # anyway) makes the smallest one cheaper to find
+                self.inverse_diagonal()
+                lowest, highest = self._extreme_values = (self._extreme_values
+                                                          or self._extremes())
                 if lowest <= self.tolerance(highest):
-                    self._cholesky = None
-        except np.linalg.LinAlgError:
-            self._cholesky = None
-        if self._cholesky is None:
+                    self._cholesky = self._inverse = self._inverse_diagonal = None
+        if self._cholesky is None and self._inverse is None:
             self._decompose()
+
+    def _build_centred(self):
+        """``C = G_kk - G_kb diag(1/n) G_kb^H`` (the bias projected out), Fortran order,
+        updated in place by one rank-one update per bias group."""
+        from scipy.linalg import blas
+
+        centred = np.array(self._gram[:self.m, :self.m], order="F")
+        for g in np.flatnonzero(self.has_rows):
+            column = self.kb[:, g]
+            if self.complex:
+                centred = blas.zgerc(-self.inverse_counts[g], column, column, a=centred,
+                                     overwrite_a=1)
+            else:
+                centred = blas.dger(-self.inverse_counts[g], column, column, a=centred,
+                                    overwrite_a=1)
+        return centred
 
     def tolerance(self, highest):
         """Eigenvalues of the centred Gram matrix at or below this are treated as zero."""
@@ -221,47 +240,74 @@ class Factorization:
     def _clearly_full_rank(self):
         """LAPACK's O(m^2) estimate of the 1-norm condition number from the Cholesky
         factor: well inside the rank tolerance (by a factor 100 for the estimate's own
-        slack, and it bounds the 2-norm condition number), no eigenvalues are needed."""
+        slack; it bounds the 2-norm condition number), no eigenvalues are needed."""
         from scipy.linalg import lapack
 
-        pocon = lapack.zpocon if np.iscomplexobj(self._cholesky) else lapack.dpocon
-        norm = float(np.max(np.sum(np.abs(self.centred), axis=0), initial=0.0))
-        rcond, info = pocon(self._cholesky, norm, uplo="L")
+        pocon = lapack.zpocon if self.complex else lapack.dpocon
+        rcond, info = pocon(self._cholesky, self.norm, uplo="L")
         return info == 0 and rcond > 0 and 100 / rcond < 1 / (
             max(self.n_rows, self.m) * np.finfo(float).eps)
 
     # -- full-rank path
 
+    def _multiply(self, v):
+        """``C v`` from the factor: ``L (L^H v)``."""
+        from scipy.linalg import blas
+
+        trmv = blas.ztrmv if self.complex else blas.dtrmv
+        w = trmv(self._cholesky, v, lower=1, trans=2 if self.complex else 1)
+        return trmv(self._cholesky, w, lower=1)
+
     def _extremes(self):
         """The smallest and largest eigenvalues of the centred Gram matrix."""
-        m = self.m
-        if m <= 400:
-            values = np.linalg.eigvalsh(self.centred)
+        if self.m <= 400:
+            values = np.linalg.eigvalsh(self._full_centred())
             return float(values[0]), float(values[-1])
+        return 1.0 / self._largest_of_inverse(), self._largest()
+
+    def _lanczos(self, multiply):
         import scipy.sparse.linalg as sla
 
-        operator = sla.LinearOperator((m, m), matvec=lambda v: self.centred @ v,
-                                      dtype=self.dtype)
-        highest = float(np.real(sla.eigsh(operator, k=1, which="LA", tol=1e-12,
-                                          return_eigenvectors=False)[0]))
-        inverse = sla.LinearOperator((m, m), matvec=self.solve_centred, dtype=self.dtype)
-        inverse_top = float(np.real(sla.eigsh(inverse, k=1, which="LA", tol=1e-12,
-                                              return_eigenvectors=False)[0]))
-        return 1.0 / inverse_top, highest
+        dtype = np.complex128 if self.complex else np.float64
+        operator = sla.LinearOperator((self.m, self.m), matvec=multiply, dtype=dtype)
+        # (the condition number is reported to a few digits; the rank test compares it with
+        # a tolerance by orders of magnitude)
+        return float(np.real(sla.eigsh(operator, k=1, which="LA", tol=1e-7,
+                                       return_eigenvectors=False)[0]))
+
+    def _largest(self):
+        return self._lanczos(self._multiply)
+
+    def _largest_of_inverse(self):
+        return self._lanczos(self.solve_centred)
+
+    def _full_centred(self):
+        return self._build_centred()
 
     def solve_centred(self, rhs):
-        """``C^{-1} rhs`` for the centred Gram matrix C (full rank), or the minimum-norm
-        solution (rank-deficient)."""
+        """``C^{-1} rhs`` for the centred Gram matrix C (full rank: from the Cholesky
+        factor, or from the explicit inverse once ``potri`` has made it), or the
+        minimum-norm solution (rank-deficient)."""
         import scipy.linalg
+        from scipy.linalg import blas
 
         if self._cholesky is not None:
             return scipy.linalg.cho_solve((self._cholesky, True), rhs, check_finite=False)
+        if self._inverse is not None:
+            rhs = np.asarray(rhs)
+            if rhs.ndim == 1:
+                hemv = blas.zhemv if self.complex else blas.dsymv
+                return hemv(1.0, self._inverse, rhs, lower=1)
+            if rhs.shape[1] == 0:
+                return np.zeros(rhs.shape, dtype=np.result_type(rhs, self._inverse))
+            hemm = blas.zhemm if self.complex else blas.dsymm
+            return hemm(1.0, self._inverse, rhs, side=0, lower=1)
         values, vectors, keep = self._eig
         return vectors[:, keep] @ ((vectors[:, keep].conj().T @ rhs)
                                    / values[keep].reshape((-1,) + (1,) * (np.ndim(rhs) - 1)))
 
     def _decompose(self):
-        values, vectors = np.linalg.eigh(self.centred)
+        values, vectors = np.linalg.eigh(self._full_centred())
         values, vectors = np.clip(values[::-1], 0, None), vectors[:, ::-1]
         keep = values > self.tolerance(values[0] if values.size else 0.0)
         self._eig = (values, vectors, keep)
@@ -270,7 +316,7 @@ class Factorization:
 
     @property
     def full_rank(self):
-        return self._cholesky is not None
+        return self._eig is None
 
     @property
     def rank(self):
@@ -298,7 +344,7 @@ class Factorization:
     def inverse_diagonal(self):
         """The diagonal of the (pseudo)inverse of the centred Gram matrix; NaN where a
         coefficient is not determined."""
-        if getattr(self, "_inverse_diagonal", None) is None:
+        if self._inverse_diagonal is None:
             self._inverse_diagonal = self._compute_inverse_diagonal()
         return self._inverse_diagonal
 
@@ -306,12 +352,18 @@ class Factorization:
         from scipy.linalg import lapack
 
         if self.full_rank:
-            potri = lapack.zpotri if np.iscomplexobj(self._cholesky) else lapack.dpotri
-            inverse, info = potri(self._cholesky, lower=1)
+            if self._extreme_values is None and self.m > 400:
+                highest = self._largest()  # needs the factor, which potri overwrites
+            else:
+                highest = None
+            potri = lapack.zpotri if self.complex else lapack.dpotri
+            inverse, info = potri(self._cholesky, lower=1, overwrite_c=1)  # in place
             if info != 0:
                 raise np.linalg.LinAlgError(f"potri failed ({info})")
-            self._inverse = inverse  # lower triangle of C^{-1}
-            return np.real(np.diag(inverse)).copy()
+            self._cholesky, self._inverse = None, inverse  # C^{-1}, lower triangle
+            if highest is not None:
+                self._extreme_values = (1.0 / self._largest_of_inverse(), highest)
+            return np.real(np.diagonal(inverse)).copy()
         values, vectors, keep = self._eig
         inverse = np.where(keep, 1.0 / np.where(keep, values, 1.0), 0.0)
         variance = (np.abs(vectors) ** 2) @ inverse
@@ -333,6 +385,65 @@ class Factorization:
         inverse = np.where(keep, 1.0 / np.where(keep, values, 1.0), 0.0)
         variance = self.inverse_counts + (np.abs(projected) ** 2) @ inverse
         return np.where(estimable, variance, np.nan)
+
+
+class Preconditioned:
+    """The centred normal equations of one system, solved by conjugate gradients
+    preconditioned with a Factorization of similar ones (`near`); a factorisation of its
+    own when that does not converge."""
+
+    def __init__(self, gram, m, n_rows, bias, near, steps=100, tolerance=1e-12):
+        self.m, self.n_rows, self.near = m, n_rows, near
+        groups = gram.shape[0] - m if bias else 0
+        self._gram, self.kb = gram, np.array(gram[:m, m:m + groups])
+        counts = np.real(np.diagonal(gram)[m:m + groups])
+        self.has_rows = counts > 0
+        self.inverse_counts = np.where(self.has_rows, 1.0 / np.where(self.has_rows, counts,
+                                                                     1.0), 0.0)
+        self.steps, self.tolerance = steps, tolerance
+        self._fallback = None
+
+    @property
+    def full_rank(self):
+        return self.near.full_rank if self._fallback is None else self._fallback.full_rank
+
+    @property
+    def rank(self):
+        return self.m if self._fallback is None else self._fallback.rank
+
+    def _multiply(self, v):
+        kk = self._gram[:self.m, :self.m]
+        return kk @ v - (self.kb * self.inverse_counts) @ (self.kb.conj().T @ v)
+
+    def solve(self, rhs):
+        m = self.m
+        rhs_k, rhs_b = rhs[:m], rhs[m:m + self.kb.shape[1]]
+        centred_rhs = rhs_k - (self.kb * self.inverse_counts) @ rhs_b
+        x = self._conjugate_gradients(centred_rhs)
+        bias = self.inverse_counts[:, None] * (rhs_b - self.kb.conj().T @ x)
+        return x, bias
+
+    def _conjugate_gradients(self, b):
+        if self._fallback is None:
+            x = np.zeros_like(b)
+            r = b.copy()
+            z = self.near.solve_centred(r)
+            p = z.copy()
+            rz = np.real(np.sum(np.conj(r) * z, axis=0))
+            norm = np.linalg.norm(b, axis=0)
+            for _ in range(self.steps):
+                if np.all(np.linalg.norm(r, axis=0) <= self.tolerance * norm):
+                    return x
+                q = self._multiply(p)
+                alpha = rz / np.real(np.sum(np.conj(p) * q, axis=0))
+                x += alpha * p
+                r -= alpha * q
+                z = self.near.solve_centred(r)
+                rz, previous = np.real(np.sum(np.conj(r) * z, axis=0)), rz
+                p = z + (rz / previous) * p
+            self._fallback = Factorization(self._gram, self.m, self.n_rows,
+                                           self.kb.shape[1] > 0)
+        return self._fallback.solve_centred(b)
 
 
 def residual_from_statistics(gram, rhs, yy, x, bias):

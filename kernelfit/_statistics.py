@@ -53,11 +53,27 @@ class Statistics:
     yy: np.ndarray
 
     def __add__(self, other):
+        return self.copy().add(other)
+
+    def __sub__(self, other):
+        return self.copy().add(other, -1)
+
+    def copy(self):
+        return dataclasses.replace(self, gram=self.gram.copy(), rhs=self.rhs.copy(),
+                                   yy=self.yy.copy())
+
+    def add(self, other, sign=1):
+        """Add `other` into these statistics' own arrays (in place); return them."""
         if (self.support, self.channels, self.groups) != (other.support, other.channels,
                                                           other.groups):
             raise ValueError("statistics of different supports or layouts do not add")
-        return dataclasses.replace(self, gram=self.gram + other.gram,
-                                   rhs=self.rhs + other.rhs, yy=self.yy + other.yy)
+        for name in ("gram", "rhs", "yy"):
+            mine = getattr(self, name)
+            if sign > 0:
+                mine += getattr(other, name)
+            else:
+                mine -= getattr(other, name)
+        return self
 
     @property
     def n_kernel(self):
@@ -188,45 +204,54 @@ def _cache_limit():
 
 
 def accumulate(problem, support, boxes, pad_mode, keep=False):
-    """One pass over the samples `boxes` of every pair: the statistics of `support`, per
-    band (top and bottom halves of the rows); their sum is the whole.
+    """One pass over the samples `boxes` of every pair: the statistics of `support`, for the
+    top halves of the rows (band 0) and in total (band 1 is their difference).
 
-    With `keep`, also the tiles themselves when they fit in memory (else None).
+    Returns (band 0, total), and with `keep` also the tiles themselves when they fit in
+    memory (else None).
     """
     operator = Operator(support.shape, problem.layout, problem.n_in, problem.n_out)
-    bands = [zeros(support, problem.layout, problem.n_in, problem.n_out, problem.joint,
-                   problem.dtype) for _ in range(2)]
+    band0, total = (zeros(support, problem.layout, problem.n_in, problem.n_out,
+                          problem.joint, problem.dtype) for _ in range(2))
     kept, size = ([] if keep else None), 0
     for band, block in batches(problem, support, boxes, pad_mode):
         applied = operator.on(block.extended)
-        bands[band] = bands[band] + tile_statistics(applied, block.target, block.usable,
-                                                    support, problem.layout, problem.joint)
+        tile_statistics(applied, block.target, block.usable, support, problem.layout,
+                        problem.joint, into=band0 if band == 0 else total)
         if kept is not None:
             kept.append(Tile(band, support, applied, block.target, block.usable))
             size += kept[-1].nbytes
             if size > _cache_limit():
                 kept = None
-    return (bands, kept) if keep else bands
+    total.add(band0)
+    return (band0, total, kept) if keep else (band0, total)
 
 
 @dataclasses.dataclass(frozen=True)
 class FirstPass:
     """The statistics of the first pass: `support` over the samples `boxes` (per pair), the
-    input extended by `pad_mode` (None: windows inside the input), per band and in total;
-    and its tiles, when they fit in memory."""
+    input extended by `pad_mode` (None: windows inside the input), for the top half of the
+    rows and in total; its tiles, when they fit in memory; and the fits made from it, kept
+    for this call (`fits`)."""
 
     support: Support
     boxes: tuple
     pad_mode: object
-    bands: tuple
+    top: Statistics
     total: Statistics
     tiles: object = None
+    fits: dict = dataclasses.field(default_factory=dict)
+
+    @property
+    def bands(self):
+        """The statistics of the top and the bottom halves of the rows."""
+        return self.top, self.total - self.top
 
 
 def first_pass(problem, support, boxes, pad_mode):
     """One pass over the pixels: the statistics every later question is answered from."""
-    bands, kept = accumulate(problem, support, boxes, pad_mode, keep=True)
-    return FirstPass(support, tuple(boxes), pad_mode, tuple(bands), bands[0] + bands[1],
+    top, total, kept = accumulate(problem, support, boxes, pad_mode, keep=True)
+    return FirstPass(support, tuple(boxes), pad_mode, top, total,
                      None if kept is None else tuple(kept))
 
 
@@ -268,13 +293,16 @@ def design_pass(problem, first, design):
     """
     support = design.support
     if not _reusable(first, design):
-        bands, kept = accumulate(problem, support, design.boxes, design.pad_mode, keep=True)
-        return DesignPass(bands[0] + bands[1], None if kept is None else tuple(kept))
+        _, total, kept = accumulate(problem, support, design.boxes, design.pad_mode,
+                                    keep=True)
+        return DesignPass(total, None if kept is None else tuple(kept))
     total = first.total.restrict(support)
     frames = tuple(_frames(problem, first, design))
-    for tile in frames:
-        total = total + tile_statistics(tile.applied, tile.target, tile.usable, support,
-                                        problem.layout, problem.joint)
+    if frames:
+        total = total.copy() if total is first.total else total
+        for tile in frames:
+            tile_statistics(tile.applied, tile.target, tile.usable, support, problem.layout,
+                            problem.joint, into=total)
     return DesignPass(total, None if first.tiles is None else first.tiles + frames)
 
 
@@ -320,18 +348,22 @@ def _within(support, outer):
 
 # --- one tile ---------------------------------------------------------------------------------
 
-def tile_statistics(applied, target, usable, support, layout, joint):
-    """Statistics of the 'valid' windows of one block of the operator (`applied`).
+def tile_statistics(applied, target, usable, support, layout, joint, into=None):
+    """Statistics of the 'valid' windows of one block of the operator (`applied`), added
+    into `into` (in place) or into new ones; returned.
 
     `target` and `usable` are (B, *S_valid, C_out): the outputs at the windows and which of
     them count. Small problems sum the windows directly; large ones use the block's FFT.
     """
     op = applied.operator
-    stats = zeros(support, layout, op.n_in, op.n_out, joint, applied.block.dtype)
+    if into is None:
+        into = zeros(support, layout, op.n_in, op.n_out, joint, applied.block.dtype)
     m = support.size * (op.n_in if layout == "full" else 1)
     if m <= DIRECT_UNKNOWNS or not applied.use_fft:
-        return _direct(stats, applied, target, usable, layout)
-    return _spectral(stats, applied, target, usable, layout)
+        _direct(into, applied, target, usable, layout)
+    else:
+        _spectral(into, applied, target, usable, layout)
+    return into
 
 
 def _system_rows(layout, joint, n_in, n_out):
@@ -347,9 +379,9 @@ def _system_rows(layout, joint, n_in, n_out):
 
 
 def _direct(stats, applied, target, usable, layout):
-    """Sums over the used windows themselves, a chunk of rows at a time."""
+    """Sums over the used windows themselves, a chunk of rows at a time (into `stats`)."""
     op = applied.operator
-    gram, rhs, yy = stats.gram.copy(), stats.rhs.copy(), stats.yy.copy()
+    gram, rhs, yy = stats.gram, stats.rhs, stats.yy
     ndim = len(op.shape)
     windows = np.moveaxis(applied.windows(), ndim + 1, -1)  # (B, *V, *K, C_in): taps major
     lead = windows.shape[:ndim + 1]
@@ -376,34 +408,26 @@ def _direct(stats, applied, target, usable, layout):
             gram[system, m + group, m + group] += rows.size
             rhs[system, m + group] += y.sum(axis=0)
             yy[system] += np.sum(np.abs(y) ** 2, axis=0)
-    return dataclasses.replace(stats, gram=gram, rhs=rhs, yy=yy)
 
 
 def _spectral(stats, applied, target, usable, layout):
-    """The Gram matrices from the block's FFT less edge terms; the masked rows as a
-    correction (or, when most rows are masked, the kept windows directly)."""
+    """The Gram matrices from the block's FFT less edge terms, added in place into `stats`;
+    the masked rows as a correction (or, when most rows are masked, the kept windows
+    directly)."""
     op = applied.operator
     shape = op.shape
     m = stats.n_kernel
-    gram, rhs, yy = stats.gram.copy(), stats.rhs.copy(), stats.yy.copy()
+    gram, rhs, yy = stats.gram, stats.rhs, stats.yy
     block = applied.block
     n_in = op.n_in
     joint = layout == "full" and gram.shape[0] == 1
-    cache = {}
-
-    def all_rows_gram(c, d):
-        if (c, d) not in cache:
-            cache[(c, d)] = valid_gram(applied, c, d)
-        return cache[(c, d)]
-
-    sums_cache = {}
+    sums_cache, windows = {}, None
 
     def all_rows_sums(c):
         if c not in sums_cache:
             sums_cache[c] = _box_sums(block[..., c], shape)
         return sums_cache[c]
 
-    windows = None
     for s, (channel, outputs, rows_of) in enumerate(_system_rows(layout, joint, n_in,
                                                                  op.n_out)):
         system = 0 if layout == "shared" else s
@@ -415,32 +439,32 @@ def _spectral(stats, applied, target, usable, layout):
         y = (target[..., outputs:outputs + 1] if isinstance(outputs, int) else target)
         if n_kept < kept.size:
             y = np.where(kept[..., np.newaxis], y, 0)
+        out = gram[system, :m, :m]
         if 2 * int(masked.sum()) > kept.size:  # mostly masked: the kept windows directly
             if windows is None:
                 windows = np.moveaxis(applied.windows(), len(shape) + 1, -1)
             W = windows[kept][..., channels].reshape(n_kept, m)
-            g = W.conj().T @ W
+            out += W.conj().T @ W
             sums = W.sum(axis=0)
             r = W.conj().T @ y[kept]
         else:
-            g = np.empty((m, m), dtype=gram.dtype)
             k = len(channels)
             for i, c in enumerate(channels):
                 for j, d in enumerate(channels):
-                    if j >= i:
-                        block_cd = all_rows_gram(c, d)
-                        g[i::k, j::k] = block_cd
-                        if j > i:
-                            g[j::k, i::k] = block_cd.conj().T
+                    if j == i:
+                        valid_gram(applied, c, c, out=out[i::k, i::k])
+                    elif j > i:
+                        block_cd = valid_gram(applied, c, d)
+                        out[i::k, j::k] += block_cd
+                        out[j::k, i::k] += block_cd.conj().T
             sums = np.stack([all_rows_sums(c) for c in channels], axis=-1).ravel()
             r = _adjoint_columns(applied, y, channels)
             if masked.any():
                 if windows is None:
                     windows = np.moveaxis(applied.windows(), len(shape) + 1, -1)
                 W = windows[masked][..., channels].reshape(int(masked.sum()), m)
-                g -= W.conj().T @ W
+                out -= W.conj().T @ W
                 sums = sums - W.sum(axis=0)
-        gram[system, :m, :m] += g
         rhs[system, :m] += r
         gram[system, m + group, :m] += sums
         gram[system, :m, m + group] += np.conj(sums)
@@ -448,7 +472,6 @@ def _spectral(stats, applied, target, usable, layout):
         flat = y.reshape(-1, y.shape[-1])  # masked samples are zero: they add nothing
         rhs[system, m + group] += flat.sum(axis=0)
         yy[system] += np.real(np.einsum("ij,ij->j", flat.conj(), flat))
-    return dataclasses.replace(stats, gram=gram, rhs=rhs, yy=yy)
 
 
 def _adjoint_columns(applied, y, channels):
@@ -494,8 +517,9 @@ def _box_sums(block, shape):
 
 # --- the Gram matrix of the valid windows --------------------------------------------------
 
-def valid_gram(applied, c, d):
-    """``G[p, q] = sum_b sum_n conj(x_c[b, n + p]) x_d[b, n + q]`` over the 'valid' windows.
+def valid_gram(applied, c, d, out=None):
+    """``G[p, q] = sum_b sum_n conj(x_c[b, n + p]) x_d[b, n + q]`` over the 'valid' windows,
+    flat (m, m); added into `out` (in place, any strides) when given.
 
     The full correlation of the block (one product of its FFTs) counts every pair of samples
     at lag ``q - p``; the windows of the valid box miss the pairs that start in a strip of
@@ -503,11 +527,16 @@ def valid_gram(applied, c, d):
     for each set T of axes and each choice of ends, those are the pairs that start before
     ``p`` along T (after ``p + V`` at a high end): sums along the diagonals of each
     (p_t, q_t) plane of the correlations of the ``K - 1`` end slices along T (GEMMs over the
-    other axes). Cost O(K^(D+1) S^(D-1) + K^(2D+1)); nothing as large as the block is made.
+    other axes). Cost O(K^(D+1) S^(D-1) + K^(2D+1)); nothing as large as the block is made,
+    and nothing as large as G but G itself (and one GEMM's product).
     """
     op = applied.operator
     shape = op.shape
     ndim = len(shape)
+    m = int(np.prod(shape))
+    if out is None:
+        out = np.zeros((m, m), dtype=np.result_type(applied.block.dtype, np.float64))
+    grid = _grid(out, shape)
     # full correlation F[d] = sum_m conj(x_c[m]) x_d[m + d], d in (-(K-1), K-1)
     X = applied.spectra
     if c == d:  # |X|^2: real
@@ -521,25 +550,33 @@ def valid_gram(applied, c, d):
     full = full[np.ix_(*(np.arange(-(k - 1), k) % n for k, n in zip(shape,
                                                                      applied.lengths)))]
     a, b = applied.block[..., c], applied.block[..., d]
-    m = int(np.prod(shape))
     # T = {} and, in 2-D and up, T = {0} share their indexing (p0, q0, lags): one expansion
     base = _toeplitz_in_axis(full, shape, 0)
     if ndim > 1:
         base = base - _edge_term(a, b, shape, (0,))
-    gram = np.array(_expand(base, shape, (0,)))
+    grid += _expand(base, shape, (0,))
     for count in range(1, ndim + 1):
         for subset in itertools.combinations(range(ndim), count):
             if subset == (0,) and ndim > 1:
                 continue
-            if count == ndim:  # every axis at an end
-                term = _corner_term(a, b, shape)
+            if count == ndim:  # every axis at an end: added in place
+                _corner_term(a, b, shape, grid, 1 if count % 2 == 0 else -1)
+            elif count % 2:
+                grid -= _expand(_edge_term(a, b, shape, subset), shape, subset)
             else:
-                term = _expand(_edge_term(a, b, shape, subset), shape, subset)
-            if count % 2:
-                gram -= term
-            else:
-                gram += term
-    return gram.reshape(m, m)
+                grid += _expand(_edge_term(a, b, shape, subset), shape, subset)
+    return out
+
+
+def _grid(out, shape):
+    """A 2-D view G[p, q] (any strides) as G[p_0, ..., p_D-1, q_0, ..., q_D-1]."""
+    row, column = out.strides
+
+    def strides(step):
+        return tuple(step * int(np.prod(shape[i + 1:])) for i in range(len(shape)))
+
+    return np.lib.stride_tricks.as_strided(out, shape=tuple(shape) * 2,
+                                           strides=strides(row) + strides(column))
 
 
 def _toeplitz_in_axis(full, shape, axis):
@@ -551,19 +588,23 @@ def _toeplitz_in_axis(full, shape, axis):
 
 def _expand(term, shape, subset):
     """A view of a term indexed (p_t, q_t for t in T..., d_r for r not in T...) as
-    G[p..., q...], with ``d_r = q_r - p_r`` (strides only, nothing copied)."""
+    G[p..., q...], with ``d_r = q_r - p_r`` (strides only). The term is first laid out so
+    that the innermost axis of G reads it contiguously."""
     ndim = len(shape)
     rest = [r for r in range(ndim) if r not in subset]
-    term = np.ascontiguousarray(term)
-    strides = term.strides
+    # each of the term's axes, and the last axis of G it moves along
+    last = [a for t in subset for a in (t, ndim + t)] + [ndim + r for r in rest]
+    order = np.argsort(last, kind="stable")
+    term = np.ascontiguousarray(np.transpose(term, order))
+    strides = dict(zip(order, term.strides))
     out_strides = [0] * (2 * ndim)
+    offset = [0] * term.ndim
     for i, t in enumerate(subset):
         out_strides[t], out_strides[ndim + t] = strides[2 * i], strides[2 * i + 1]
-    offset = [0] * term.ndim
     for j, r in enumerate(rest):
         axis = 2 * len(subset) + j
         out_strides[r], out_strides[ndim + r] = -strides[axis], strides[axis]
-        offset[axis] = shape[r] - 1
+        offset[int(np.flatnonzero(order == axis)[0])] = shape[r] - 1
     base = term[tuple(slice(o, None) for o in offset)]
     return np.lib.stride_tricks.as_strided(base, shape=tuple(shape) * 2,
                                            strides=out_strides, writeable=False)
@@ -623,25 +664,29 @@ def _end_products(a, b, shape, subset, ends):
     return X
 
 
-def _corner_term(a, b, shape):
-    """The pairs that start within ``K - 1`` of an end of every axis, summed over the 2^D
-    corners, indexed (p..., q...).
+def _corner_term(a, b, shape, grid, sign):
+    """Add ``sign`` times the pairs that start within ``K - 1`` of an end of every axis,
+    over all 2^D corners, into `grid` (indexed p..., q...).
 
     Along the last axis the sum over the starts is a product of two Toeplitz matrices of the
-    corner's rows (both ends in one GEMM, O(K^(2D+1))); along the others, sums along the
-    diagonals of each (p_i, q_i) plane.
+    corner's rows (both ends in one GEMM); along the others, cumulative sums along the
+    diagonals of each (p_i, q_i) plane, in place in that product.
     """
     ndim = len(shape)
-    merged = {ends: _toeplitz_products(a, b, shape, ends)
-              for ends in itertools.product((False, True), repeat=ndim - 1)}
-    for i in reversed(range(ndim - 1)):
-        step = {}
-        for ends, values in merged.items():
-            values = _diagonal_sums(values, i, ndim + i, shape[i], ends[i])
-            key = ends[:i]
-            step[key] = values if key not in step else step[key] + values
-        merged = step
-    return merged[()]
+    for ends in itertools.product((False, True), repeat=ndim - 1):
+        C = _toeplitz_products(a, b, shape, ends)  # (corner..., p_last, corner..., q_last)
+        if C is None:
+            continue
+        where = [slice(None)] * (2 * ndim)
+        for i, high in enumerate(ends):
+            _diagonal_cumsum(C, i, ndim + i, high)
+            # low end: E[p, q] = C'[p - 1, q - 1]; high end: E[p, q] = C'[p, q]
+            where[i] = where[ndim + i] = slice(0, -1) if high else slice(1, None)
+        view = grid[tuple(where)]
+        if sign > 0:
+            view += C
+        else:
+            view -= C
 
 
 def _toeplitz_products(a, b, shape, ends):
@@ -651,9 +696,8 @@ def _toeplitz_products(a, b, shape, ends):
     ndim = len(shape)
     k = shape[-1]
     corner = tuple(n - 1 for n in shape[:-1])
-    out = np.zeros(corner + (k,) + corner + (k,), dtype=np.result_type(a, b))
     if k == 1 or 0 in corner:  # nothing starts before (or after) a tap
-        return out
+        return None
     take = [slice(None)] + [_end_slices(a.shape[1 + t], shape[t], high)
                             for t, high in enumerate(ends)]
     a_end, b_end = np.conj(a[tuple(take)]), b[tuple(take)]
@@ -673,31 +717,36 @@ def _toeplitz_products(a, b, shape, ends):
     columns = int(np.prod(corner)) * k
     A = np.concatenate([fa.reshape(-1, columns) for fa, _ in factors])
     B = np.concatenate([fb.reshape(-1, columns) for _, fb in factors])
-    return (A.T @ B).reshape(out.shape)
+    return (A.T @ B).reshape(corner + (k,) + corner + (k,))
 
 
 def _diagonal_sums(C, axis_p, axis_q, k, high):
     """Sums along the diagonals of the (r, s) plane on two axes of length ``k - 1``:
     at a low end ``E[p, q] = sum_{u >= 1} C[p - u, q - u]``, at a high end
-    ``E[p, q] = sum_{u >= 0} C[p + u, q + u]`` (both of length k, 0 past the corner).
-    The other axes are left where they are, so the sums run over contiguous memory."""
+    ``E[p, q] = sum_{u >= 0} C[p + u, q + u]`` (both of length k, 0 past the corner)."""
     shape = list(C.shape)
     shape[axis_p] = shape[axis_q] = k
-    E = np.empty(shape, dtype=C.dtype)
+    E = np.zeros(shape, dtype=C.dtype)
+    where = [slice(None)] * C.ndim
+    where[axis_p] = where[axis_q] = slice(0, -1) if high else slice(1, None)
+    E[tuple(where)] = C
+    _diagonal_cumsum(E[tuple(where)], axis_p, axis_q, high)
+    return E
 
-    def at(p=slice(None), q=slice(None)):
-        index = [slice(None)] * E.ndim
+
+def _diagonal_cumsum(C, axis_p, axis_q, high):
+    """In place: the cumulative sum of C along the diagonals of its (axis_p, axis_q) planes,
+    from the low corner (``C'[r, s] = sum_{t >= 0} C[r - t, s - t]``) or the high one."""
+    n = C.shape[axis_p]
+
+    def at(p, q):
+        index = [slice(None)] * C.ndim
         index[axis_p], index[axis_q] = p, q
         return tuple(index)
 
     if high:
-        E[at(p=k - 1)] = 0
-        E[at(q=k - 1)] = 0
-        for p in range(k - 2, -1, -1):
-            np.add(E[at(p + 1, slice(1, None))], C[at(p)], out=E[at(p, slice(0, -1))])
+        for r in range(n - 2, -1, -1):
+            C[at(r, slice(0, -1))] += C[at(r + 1, slice(1, None))]
     else:
-        E[at(p=0)] = 0
-        E[at(q=0)] = 0
-        for p in range(1, k):
-            np.add(E[at(p - 1, slice(0, -1))], C[at(p - 1)], out=E[at(p, slice(1, None))])
-    return E
+        for r in range(1, n):
+            C[at(r, slice(1, None))] += C[at(r - 1, slice(0, -1))]
