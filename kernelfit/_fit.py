@@ -197,7 +197,7 @@ def fit_kernel(input, output, size, *, mode=None, boundary=None, fillvalue=0,
                       channel_axis=channel_axis, channels=channels, mask=mask,
                       saturated=saturated, method=method, options=options,
                       max_size=max_size, checks=checks)
-    first = first_pass(problem, *plan(problem))
+    first = first_pass(problem, *plan(problem))  # the one pass over the pixels
     choice = choose(problem, first)
     design = choice.design
     total = sum(box.size for box in design.boxes) * problem.n_out

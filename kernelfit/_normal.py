@@ -162,12 +162,13 @@ def residual_pass(problem, design, known, kernel, bias, refine, moments=True):
         masked = not used.all()
         if masked:
             residual[~used] = 0
-        if moments is not None:
-            moments.add(predicted, residual, used if masked else None)
-        del predicted
         flat = residual.reshape(-1, residual.shape[-1])
         energy = np.real(np.einsum("ij,ij->j", flat.conj(), flat))
         sums = flat.sum(axis=0)
+        if moments is not None:
+            moments.add(predicted, residual, used if masked else None,
+                        sums=(int(used.sum()), sums.sum(), energy.sum()))
+        del predicted
         for o, (system, slot) in enumerate(slots):
             ss_res[system, 0 if shared else (slot if columns > 1 else 0)] += energy[o]
         if refine:

@@ -94,15 +94,23 @@ class Operator:
         self.kernel_shape = {"shared": self.shape, "separate": self.shape + (n_out,),
                              "full": self.shape + (n_in, n_out)}[layout]
 
-    def on(self, block):
-        """The operator for one block: (B, *S_block, C_in) -> (B, *S_valid, C_out)."""
-        return Applied(self, block)
+    def on(self, block, like=None, reach=None):
+        """The operator for one block: (B, *S_block, C_in) -> (B, *S_valid, C_out).
+
+        `like` (the Applied of another operator on the same block) shares its FFTs; `reach`
+        (a kernel shape) makes them long enough for kernels up to that size too.
+        """
+        return Applied(self, block, like, reach)
 
 
 class Applied:
-    """The operator on one extended block, with the block's FFT computed once when it pays."""
+    """The operator on one extended block, with the block's FFT computed once when it pays.
 
-    def __init__(self, operator, block):
+    Operators of several kernel sizes on one block share the transform (`like`) and the
+    block's autocorrelations, so their Gram matrices cost one FFT between them.
+    """
+
+    def __init__(self, operator, block, like=None, reach=None):
         self.operator = operator
         self.block = block
         ndim = len(operator.shape)
@@ -110,9 +118,13 @@ class Applied:
         self.block_shape = block.shape[1:ndim + 1]
         self.valid_shape = tuple(s - k + 1 for s, k in zip(self.block_shape, operator.shape))
         self.real = not np.iscomplexobj(block)
-        self.lengths = tuple(scipy.fft.next_fast_len(s + k - 1, real=self.real)
-                             for s, k in zip(self.block_shape, operator.shape))
-        self._spectra = None
+        if like is not None:
+            self.lengths, self._shared = like.lengths, like._shared
+        else:
+            reach = tuple(max(k, r) for k, r in zip(operator.shape, reach or operator.shape))
+            self.lengths = tuple(scipy.fft.next_fast_len(s + k - 1, real=self.real)
+                                 for s, k in zip(self.block_shape, reach))
+            self._shared = {}  # the block's spectra and autocorrelations
         # Worth transforming once for several products (the adjoint, the Gram matrix)
         self.use_fft = int(np.prod(self.block_shape)) * block.shape[0] >= FFT_SAMPLES
 
@@ -144,11 +156,38 @@ class Applied:
         return inverse(spectrum, s=self.lengths, axes=self.spatial, workers=-1)
 
     @property
+    def _spectra(self):
+        return self._shared.get("spectra")
+
+    @_spectra.setter
+    def _spectra(self, value):
+        self._shared["spectra"] = value
+
+    @property
     def spectra(self):
         """FFT of every input channel of the block, (B, *L, C_in), computed once."""
         if self._spectra is None:
             self._spectra = self.transform(self.block)
         return self._spectra
+
+    def autocorrelation(self, c, d, shape):
+        """``F[l] = sum_b sum_m conj(x_c[b, m]) x_d[b, m + l]`` for lags ``|l| < K`` (the
+        kernel `shape`), from the block's transform; one inverse FFT per channel pair, kept
+        for every operator on the block."""
+        key = ("autocorrelation", c, d)
+        if key not in self._shared:
+            X = self.spectra
+            if c == d:  # |X|^2: real
+                product = np.einsum("b...,b...->...", X[..., c].real, X[..., c].real)
+                product += np.einsum("b...,b...->...", X[..., c].imag, X[..., c].imag)
+            elif X.shape[0] == 1:
+                product = X[0, ..., d] * np.conj(X[0, ..., c])
+            else:
+                product = np.einsum("b...,b...->...", np.conj(X[..., c]), X[..., d])
+            self._shared[key] = self._inverse_unbatched(product)
+        full = self._shared[key]
+        return full[np.ix_(*(np.arange(-(k - 1), k) % n
+                             for k, n in zip(shape, self.lengths)))]
 
     def _real_parts(self, array, apply):
         """`apply` to a complex `array` against a real block: real and imaginary parts."""

@@ -19,8 +19,10 @@ from ._statistics import statistics_for
 from ._validation import BOUNDARIES
 
 RULES = ("fill", "edge", "wrap", "symmetric", "reflect")
-# The evidence box may cost at most one factorisation of this many unknowns more than the
-# fit's own (see `evidence_support`).
+# The evidence box (see `evidence_support`): at most this many times the fit's unknowns (at
+# least the minimum), and a factorisation at most one of EVIDENCE_UNKNOWNS unknowns dearer.
+EVIDENCE_FACTOR = 2
+EVIDENCE_MINIMUM = 128
 EVIDENCE_UNKNOWNS = 1024
 # Above this many unknowns, fits of half the rows are solved by preconditioned conjugate
 # gradients rather than factorised (O(m^2) per step against O(m^3)).
@@ -51,17 +53,20 @@ class Choice:
 # --- the first pass ----------------------------------------------------------------------
 
 def plan(problem):
-    """The support and samples of the first pass: the largest box any question asks about.
+    """The first pass: the support and samples of every question, and the larger support
+    whose statistics are the evidence against a given size and placement.
 
-    Returns (support, boxes per pair, pad_mode).
+    Returns (support, boxes per pair, pad_mode, evidence support or None).
     """
     mode = problem.mode
     in_shapes = [pair.in_shape for pair in problem.pairs]
     if mode != "same":
         support = problem.support(problem.size, (0,) * problem.n_spatial)
         rule = problem.pad_mode if problem.boundary != "auto" else BOUNDARIES["fill"]
-        return support, tuple(region(shape, support, mode, rule) for shape in in_shapes), rule
+        return (support, tuple(region(shape, support, mode, rule) for shape in in_shapes),
+                rule, None)
     smallest = tuple(min(shape[i] for shape in in_shapes) for i in range(problem.n_spatial))
+    evidence = None
     if problem.size == "auto":
         extent = tuple(min(problem.max_size, n) for n in smallest)
         extent = tuple(e if e % 2 else e - 1 for e in extent)
@@ -71,23 +76,32 @@ def plan(problem):
         box = Support(tuple(-min(k - 1, (e - 1) // 2) for k, e in zip(problem.size, extent)),
                       extent)
     else:
-        support = problem.support(problem.size, problem.origin)
-        box = evidence_support(support, smallest) if problem.checks else support
+        box = problem.support(problem.size, problem.origin)
+        if problem.checks:
+            evidence = evidence_support(box, smallest)
+            evidence = None if evidence == box else evidence
     rule = problem.pad_mode
-    return box, tuple(region(shape, box, mode, rule) for shape in in_shapes), rule
+    return box, tuple(region(shape, box, mode, rule) for shape in in_shapes), rule, evidence
 
 
 def evidence_support(support, shape):
-    """The lags of every placement of the support's size that holds the anchor (``2K - 1``
-    taps per axis), as far as the data allow, and as long as its factorisation costs at
-    most one of EVIDENCE_UNKNOWNS unknowns more than the fit's own (narrowed evenly)."""
-    budget = support.size ** 3 + EVIDENCE_UNKNOWNS ** 3
+    """The larger support whose statistics are the evidence against a size and placement:
+    the lags of every placement of the support's size that holds the anchor (``2K - 1``
+    taps per axis), narrowed evenly to at most EVIDENCE_FACTOR times the fit's unknowns (at
+    least EVIDENCE_MINIMUM) and to a factorisation that costs at most one of
+    EVIDENCE_UNKNOWNS unknowns more than the fit's, and to the data.
+
+    Every placement is covered for 1-D filters and small kernels (a causal FIR of 63 taps,
+    a 5x5 kernel); larger 2-D kernels get a ring of a few taps (a 15x15 kernel 21x21),
+    enough for the one-sample anchors of even kernels and kernels a few taps larger.
+    """
+    budget = min(max(EVIDENCE_FACTOR * support.size, EVIDENCE_MINIMUM),
+                 (support.size ** 3 + EVIDENCE_UNKNOWNS ** 3) ** (1 / 3))
     for narrow in range(max(support.shape)):
         lo = tuple(min(-(k - 1) + narrow, a) for k, a in zip(support.shape, support.lo))
         hi = tuple(max(k - 1 - narrow, h) for k, h in zip(support.shape, support.hi))
         candidate = Support(lo, tuple(b - a + 1 for a, b in zip(lo, hi)))
-        if candidate.size ** 3 <= budget and all(
-                e <= n for e, n in zip(candidate.shape, shape)):
+        if candidate.size <= budget and all(e <= n for e, n in zip(candidate.shape, shape)):
             return candidate
     return support
 
@@ -165,12 +179,14 @@ class SubFit:
 
 
 def fit_of(problem, first, support, which="total"):
-    """The SubFit of `support` on the first pass's samples, or on its top or bottom half of
-    the rows, made once per call (kept in ``first.fits``)."""
+    """The SubFit of `support` on the first pass's samples ('total'), its top or bottom half
+    of the rows, or the evidence's samples ('evidence'), made once per call (kept in
+    ``first.fits``)."""
     key = (which, support)
     if key not in first.fits:
-        if which == "total":
-            fit = SubFit(problem, first.total, support)
+        if which in ("total", "evidence"):
+            fit = SubFit(problem, first.total if which == "total" else first.evidence,
+                         support)
         else:
             like = fit_of(problem, first, support)
             top = first.top
@@ -418,19 +434,18 @@ class Placement:
 
 def better_placement(problem, first, support, factor=4.0):
     """Whether a larger support, or another placement of the same size, inside the first
-    pass's box explains the output far better than `support` on the same samples: a residual
-    sum of squares smaller by `factor`, and significantly so (an F-test of the nested fits,
-    so that few samples and many unknowns cannot pass). None if not, or if the first pass
-    holds no larger box."""
+    pass's evidence box explains the output far better than `support` on the same samples:
+    a residual sum of squares smaller by `factor`, and significantly so (an F-test of the
+    nested fits, so that few samples and many unknowns cannot pass). None if not, or if the
+    first pass gathered no evidence."""
     import scipy.stats
 
-    box = first.support
-    if box == support or not box.contains(support):
+    box, stats = first.evidence_support, first.evidence
+    if box is None or not box.contains(support):
         return None
-    stats = first.total
     scale = _scale(stats)
-    chosen = fit_of(problem, first, support)
-    whole = fit_of(problem, first, box)
+    chosen = fit_of(problem, first, support, "evidence")
+    whole = fit_of(problem, first, box, "evidence")
     if not all(f.full_rank for f in whole.factors) or whole.n < 2 * whole.p:
         return None
     chosen_rss, whole_rss = chosen.total_rss(scale), whole.total_rss(scale)
@@ -446,8 +461,8 @@ def better_placement(problem, first, support, factor=4.0):
                          float(np.sqrt(chosen_rss / max(chosen.n, 1))), same_size,
                          fit.total_rss(scale) <= fit.floor(scale))
 
-    others = [fit_of(problem, first, s) for s in candidate_supports(box, support.shape)
-              if s != support]
+    others = [fit_of(problem, first, s, "evidence")
+              for s in candidate_supports(box, support.shape) if s != support]
     best = min(others, key=lambda f: f.total_rss(scale), default=None)
     if best is not None and best.total_rss(scale) * factor < chosen_rss:
         return placement(best, True)

@@ -481,28 +481,39 @@ class Moments:
         self.vv = np.zeros((4, 4))
         self.vr = np.zeros(4)
 
-    def add(self, predicted, residual, used=None):
+    def add(self, predicted, residual, used=None, sums=None):
         """Add samples: predicted values and residuals, where `used` (default: all).
 
-        The mean and energy sums take every sample; the cubic regression at most
-        SAMPLES evenly spaced ones of each call (its test has power to spare).
+        The count, sum and energy of the residuals take every sample (`sums`, when the
+        caller has them already); the rest (the predicted level, the cubic regression) at
+        most SAMPLES evenly spaced ones of each call (its test has power to spare).
         """
-        if used is not None and not used.all():
+        if sums is None:
+            kept_r = residual if used is None else residual[used]
+            sums = (kept_r.size, kept_r.sum(), float(np.real(np.vdot(kept_r, kept_r))))
+        count, total, energy = sums
+        if count == 0:
+            return
+        self.n += int(count)
+        self.sum_r = self.sum_r + total
+        self.sum_r2 += float(energy)
+        if predicted.ndim > 1:  # whole rows of the first spatial axis, every step-th
+            step = max(1, predicted.size // self.SAMPLES)
+            every = (slice(None), slice(None, None, step))
+            predicted, residual = predicted[every], residual[every]
+            used = None if used is None else used[every]
+        predicted, residual = predicted.reshape(-1), residual.reshape(-1)
+        if used is not None:
+            used = used.reshape(-1)
             predicted, residual = predicted[used], residual[used]
-        predicted, residual = predicted.ravel(), residual.ravel()
         if predicted.size == 0:
             return
-        self.n += predicted.size
-        self.sum_r = self.sum_r + residual.sum()
-        self.sum_r2 += float(np.real(np.vdot(residual, residual)))
-        self.sum_p2 += float(np.real(np.vdot(predicted, predicted)))
+        self.sum_p2 += float(np.real(np.vdot(predicted, predicted))) * count / predicted.size
         if np.iscomplexobj(predicted) or np.iscomplexobj(residual):
             self.real = False  # tone curves act on real levels: no curvature test
             level = np.abs(predicted)
             self.low, self.high = min(self.low, level.min()), max(self.high, level.max())
             return
-        step = max(1, predicted.size // self.SAMPLES)
-        predicted, residual = predicted[::step], residual[::step]
         self.low = min(self.low, predicted.min())
         self.high = max(self.high, predicted.max())
         self.n_regressed += predicted.size
@@ -511,8 +522,8 @@ class Moments:
         z2 = z * z
         z3 = z2 * z
         # the Gram matrix of [1, z, z^2, z^3] needs the sums of z^0..z^6; dot products
-        sums = np.array([z.size, z.sum(), z2.sum(), z3.sum(), z2 @ z2, z2 @ z3, z3 @ z3])
-        self.vv += sums[np.add.outer(np.arange(4), np.arange(4))]
+        powers = np.array([z.size, z.sum(), z2.sum(), z3.sum(), z2 @ z2, z2 @ z3, z3 @ z3])
+        self.vv += powers[np.add.outer(np.arange(4), np.arange(4))]
         self.vr += [residual.sum(), residual @ z, residual @ z2, residual @ z3]
 
     def rss(self, columns):

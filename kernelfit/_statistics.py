@@ -11,7 +11,7 @@ import itertools
 
 import numpy as np
 
-from ._geometry import Support
+from ._geometry import Box, Support
 from ._operator import Operator
 
 # Up to this many unknowns per system (m^2 products per sample against a few FFTs), the Gram
@@ -203,36 +203,57 @@ def _cache_limit():
     return CACHED_TILES * TILE_ELEMENTS * 8
 
 
-def accumulate(problem, support, boxes, pad_mode, keep=False):
+def accumulate(problem, support, boxes, pad_mode, keep=False, evidence=None):
     """One pass over the samples `boxes` of every pair: the statistics of `support`, for the
     top halves of the rows (band 0) and in total (band 1 is their difference).
 
-    Returns (band 0, total), and with `keep` also the tiles themselves when they fit in
-    memory (else None).
+    With `evidence` (a larger support), also its statistics, from the same blocks and
+    transforms: on each tile, its windows that fit in the block (the tile's samples less a
+    margin of the extra taps).
+
+    Returns (band 0, total, the tiles kept in memory or None, the evidence or None).
     """
+    def empty(taps):
+        return zeros(taps, problem.layout, problem.n_in, problem.n_out, problem.joint,
+                     problem.dtype)
+
     operator = Operator(support.shape, problem.layout, problem.n_in, problem.n_out)
-    band0, total = (zeros(support, problem.layout, problem.n_in, problem.n_out,
-                          problem.joint, problem.dtype) for _ in range(2))
+    band0, total = empty(support), empty(support)
+    wider = extra = None
+    if evidence is not None:
+        wider = Operator(evidence.shape, problem.layout, problem.n_in, problem.n_out)
+        extra = empty(evidence)
+        margins = [(a - b, d - c) for a, b, c, d in zip(support.lo, evidence.lo, support.hi,
+                                                        evidence.hi)]
     kept, size = ([] if keep else None), 0
     for band, block in batches(problem, support, boxes, pad_mode):
-        applied = operator.on(block.extended)
+        applied = operator.on(block.extended, reach=None if evidence is None
+                              else evidence.shape)
         tile_statistics(applied, block.target, block.usable, support, problem.layout,
                         problem.joint, into=band0 if band == 0 else total)
+        if evidence is not None and all(
+                n > low + high for n, (low, high) in zip(applied.valid_shape, margins)):
+            inside = (slice(None),) + tuple(slice(low, n - high) for n, (low, high) in
+                                            zip(applied.valid_shape, margins))
+            tile_statistics(wider.on(block.extended, like=applied), block.target[inside],
+                            block.usable[inside], evidence, problem.layout, problem.joint,
+                            into=extra, margins=margins)
         if kept is not None:
             kept.append(Tile(band, support, applied, block.target, block.usable))
             size += kept[-1].nbytes
             if size > _cache_limit():
                 kept = None
     total.add(band0)
-    return (band0, total, kept) if keep else (band0, total)
+    return band0, total, kept, extra
 
 
 @dataclasses.dataclass(frozen=True)
 class FirstPass:
     """The statistics of the first pass: `support` over the samples `boxes` (per pair), the
     input extended by `pad_mode` (None: windows inside the input), for the top half of the
-    rows and in total; its tiles, when they fit in memory; and the fits made from it, kept
-    for this call (`fits`)."""
+    rows and in total; the statistics of a larger `evidence_support` on nearly the same
+    samples (its windows that fit in the same blocks), when asked for; its tiles, when they
+    fit in memory; and the fits made from it, kept for this call (`fits`)."""
 
     support: Support
     boxes: tuple
@@ -240,6 +261,8 @@ class FirstPass:
     top: Statistics
     total: Statistics
     tiles: object = None
+    evidence_support: object = None
+    evidence: object = None
     fits: dict = dataclasses.field(default_factory=dict)
 
     @property
@@ -248,11 +271,12 @@ class FirstPass:
         return self.top, self.total - self.top
 
 
-def first_pass(problem, support, boxes, pad_mode):
+def first_pass(problem, support, boxes, pad_mode, evidence=None):
     """One pass over the pixels: the statistics every later question is answered from."""
-    top, total, kept = accumulate(problem, support, boxes, pad_mode, keep=True)
+    top, total, kept, extra = accumulate(problem, support, boxes, pad_mode, keep=True,
+                                         evidence=evidence)
     return FirstPass(support, tuple(boxes), pad_mode, top, total,
-                     None if kept is None else tuple(kept))
+                     None if kept is None else tuple(kept), evidence, extra)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -293,8 +317,8 @@ def design_pass(problem, first, design):
     """
     support = design.support
     if not _reusable(first, design):
-        _, total, kept = accumulate(problem, support, design.boxes, design.pad_mode,
-                                    keep=True)
+        _, total, kept, _ = accumulate(problem, support, design.boxes, design.pad_mode,
+                                       keep=True)
         return DesignPass(total, None if kept is None else tuple(kept))
     total = first.total.restrict(support)
     frames = tuple(_frames(problem, first, design))
@@ -348,12 +372,15 @@ def _within(support, outer):
 
 # --- one tile ---------------------------------------------------------------------------------
 
-def tile_statistics(applied, target, usable, support, layout, joint, into=None):
+def tile_statistics(applied, target, usable, support, layout, joint, into=None,
+                    margins=None):
     """Statistics of the 'valid' windows of one block of the operator (`applied`), added
     into `into` (in place) or into new ones; returned.
 
     `target` and `usable` are (B, *S_valid, C_out): the outputs at the windows and which of
     them count. Small problems sum the windows directly; large ones use the block's FFT.
+    `margins` (per axis, low and high): these windows start that far inside those of a tile
+    whose statistics were just computed on the same block (the evidence's).
     """
     op = applied.operator
     if into is None:
@@ -362,7 +389,7 @@ def tile_statistics(applied, target, usable, support, layout, joint, into=None):
     if m <= DIRECT_UNKNOWNS or not applied.use_fft:
         _direct(into, applied, target, usable, layout)
     else:
-        _spectral(into, applied, target, usable, layout)
+        _spectral(into, applied, target, usable, layout, margins)
     return into
 
 
@@ -410,10 +437,26 @@ def _direct(stats, applied, target, usable, layout):
             yy[system] += np.sum(np.abs(y) ** 2, axis=0)
 
 
-def _spectral(stats, applied, target, usable, layout):
+def _rhs(applied, y, channels, key, margins):
+    """``A^H y`` of one system on a tile; for the evidence (`margins`: its windows start
+    that far inside the tile's), from the tile's own correlation, kept in the block's shared
+    cache, less the frame of samples it leaves out: no transform of its own."""
+    shape = applied.operator.shape
+    if margins is None or key not in applied._shared:  # (the tile was summed directly)
+        correlation = _correlation(applied, y, channels)
+        if margins is None:
+            applied._shared[key] = (correlation, y)
+        return _at_taps(correlation, shape, applied.lengths)
+    correlation, tile_y = applied._shared[key]
+    frame = _frame_correlation(applied.block[..., channels], tile_y, shape, margins)
+    return _at_taps(correlation, shape, applied.lengths,
+                    tuple(low for low, _ in margins)) - frame
+
+
+def _spectral(stats, applied, target, usable, layout, margins=None):
     """The Gram matrices from the block's FFT less edge terms, added in place into `stats`;
     the masked rows as a correction (or, when most rows are masked, the kept windows
-    directly)."""
+    directly). `margins`: these are the evidence's windows on a tile already done."""
     op = applied.operator
     shape = op.shape
     m = stats.n_kernel
@@ -458,7 +501,7 @@ def _spectral(stats, applied, target, usable, layout):
                         out[i::k, j::k] += block_cd
                         out[j::k, i::k] += block_cd.conj().T
             sums = np.stack([all_rows_sums(c) for c in channels], axis=-1).ravel()
-            r = _adjoint_columns(applied, y, channels)
+            r = _rhs(applied, y, channels, ("rhs", s), margins)
             if masked.any():
                 if windows is None:
                     windows = np.moveaxis(applied.windows(), len(shape) + 1, -1)
@@ -474,11 +517,10 @@ def _spectral(stats, applied, target, usable, layout):
         yy[system] += np.real(np.einsum("ij,ij->j", flat.conj(), flat))
 
 
-def _adjoint_columns(applied, y, channels):
-    """``A^H y`` for windows of the input `channels` (tap-major, channel-minor), (m, R):
-    one product of the block's and the targets' transforms per channel and column."""
-    shape = applied.operator.shape
-
+def _correlation(applied, y, channels):
+    """The cyclic correlations ``c[t] = sum_b sum_m conj(x_c[b, m]) y[b, m + t]`` of the
+    block's input `channels` with the columns of `y`, (*L, k, R): one product of transforms
+    and one inverse per channel and column."""
     def correlate(values):
         R = applied.transform(values)  # (B, *L, R)
         X = applied.spectra
@@ -489,9 +531,47 @@ def _adjoint_columns(applied, y, channels):
             product = np.einsum("b...c,b...r->...cr", np.conj(X[..., channels]), R)
         return applied._inverse_unbatched(product)
 
-    correlation = applied._real_parts(y, correlate)
-    index = np.ix_(*((-np.arange(k)) % n for k, n in zip(shape, applied.lengths)))
-    return correlation[index].reshape(-1, y.shape[-1])
+    return applied._real_parts(y, correlate)
+
+
+def _at_taps(correlation, shape, lengths, shift=None):
+    """``A^H y`` (tap-major, channel-minor), (m, R), from `_correlation`: tap j meets
+    ``y[n]`` at ``x[n + j - shift]`` (shift: where the windows start, within the tiles')."""
+    shift = shift or (0,) * len(shape)
+    index = np.ix_(*((s - np.arange(k)) % n for k, n, s in zip(shape, lengths, shift)))
+    return correlation[index].reshape(-1, correlation.shape[-1])
+
+
+def _frame_correlation(block, y, shape, margins):
+    """``sum_n conj(x[n + j - low]) y[n]`` over the samples n of `y` (the tile's) within the
+    `margins` of its edges, x zero outside the block, for the taps j of `shape`: what
+    separates the correlation over every sample from that over the evidence's."""
+    import scipy.signal
+
+    ndim = len(shape)
+    inner = Box(tuple(low for low, _ in margins),
+                tuple(n - high for n, (_, high) in zip(y.shape[1:ndim + 1], margins)))
+    outer = Box((0,) * ndim, y.shape[1:ndim + 1])
+    total = np.zeros(shape + (block.shape[-1], y.shape[-1]),
+                     dtype=np.result_type(block, y))
+    for piece in outer.minus(inner):
+        if piece.empty:
+            continue
+        # the input each window of the piece reads: n - low .. n - low + K - 1, zero outside
+        starts = [a - low for a, (low, _) in zip(piece.start, margins)]
+        stops = [b - low + k - 1 for b, (low, _), k in zip(piece.stop, margins, shape)]
+        region = np.zeros((block.shape[0],) + tuple(b - a for a, b in zip(starts, stops))
+                          + (block.shape[-1],), dtype=block.dtype)
+        source = tuple(slice(max(a, 0), min(b, n)) for a, b, n in
+                       zip(starts, stops, block.shape[1:ndim + 1]))
+        target = tuple(slice(src.start - a, src.stop - a) for src, a in zip(source, starts))
+        region[(slice(None),) + target] = block[(slice(None),) + source]
+        values = y[(slice(None),) + piece.slices()]
+        for c in range(block.shape[-1]):
+            for r in range(y.shape[-1]):
+                total[..., c, r] += np.conj(scipy.signal.correlate(
+                    region[..., c], values[..., r], mode="valid")[0])
+    return total.reshape(-1, y.shape[-1])
 
 
 def _box_sums(block, shape):
@@ -501,7 +581,7 @@ def _box_sums(block, shape):
     p + V (cumulative sums over the K - 1 slices at each end only), so the block is summed
     once and every later step works on an array K long along the axes already done.
     """
-    out = block.sum(axis=0)
+    out = block[0] if block.shape[0] == 1 else block.sum(axis=0)
     for axis, k in enumerate(shape):
         n = out.shape[axis]
         total = out.sum(axis=axis, keepdims=True)
@@ -538,17 +618,7 @@ def valid_gram(applied, c, d, out=None):
         out = np.zeros((m, m), dtype=np.result_type(applied.block.dtype, np.float64))
     grid = _grid(out, shape)
     # full correlation F[d] = sum_m conj(x_c[m]) x_d[m + d], d in (-(K-1), K-1)
-    X = applied.spectra
-    if c == d:  # |X|^2: real
-        product = np.einsum("b...,b...->...", X[..., c].real, X[..., c].real)
-        product += np.einsum("b...,b...->...", X[..., c].imag, X[..., c].imag)
-    elif X.shape[0] == 1:
-        product = X[0, ..., d] * np.conj(X[0, ..., c])
-    else:
-        product = np.einsum("b...,b...->...", np.conj(X[..., c]), X[..., d])
-    full = applied._inverse_unbatched(product)
-    full = full[np.ix_(*(np.arange(-(k - 1), k) % n for k, n in zip(shape,
-                                                                     applied.lengths)))]
+    full = applied.autocorrelation(c, d, shape)
     a, b = applied.block[..., c], applied.block[..., d]
     # T = {} and, in 2-D and up, T = {0} share their indexing (p0, q0, lags): one expansion
     base = _toeplitz_in_axis(full, shape, 0)
@@ -642,8 +712,8 @@ def _end_products(a, b, shape, subset, ends):
     for t, high in zip(subset, ends):
         take[1 + t] = _end_slices(a.shape[1 + t], shape[t], high)
     order = [1 + t for t in subset] + [0] + [1 + r for r in rest]  # (corner, batch, rest)
-    a_end = np.transpose(np.conj(a[tuple(take)]), order)
-    b_end = np.transpose(b[tuple(take)], order)
+    a_end = np.ascontiguousarray(np.transpose(np.conj(a[tuple(take)]), order))
+    b_end = np.ascontiguousarray(np.transpose(b[tuple(take)], order))
     n_corner = int(np.prod(corner)) if corner else 1
     rest_sizes = [a.shape[1 + r] for r in rest]
     count = len(subset)

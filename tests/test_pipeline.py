@@ -65,7 +65,7 @@ def statistics_cases(draw):
 
 
 def _accumulated(problem, support, boxes):
-    top, total = _statistics.accumulate(problem, support, boxes, problem.pad_mode)
+    top, total, _, _ = _statistics.accumulate(problem, support, boxes, problem.pad_mode)
     return total
 
 
@@ -357,3 +357,42 @@ def test_an_ill_conditioned_full_rank_system_stays_full_rank(m):
                                rtol=1e-5)
     np.testing.assert_allclose(factor.inverse_diagonal(), np.diag(np.linalg.inv(gram)),
                                rtol=1e-6)
+
+
+@given(st.sampled_from(["shared", "separate", "full"]), st.integers(1, 3), st.booleans(),
+       st.sampled_from([0.0, 0.3]), st.integers(0, 2**32 - 1))
+def test_evidence_statistics_from_the_tiles_own_transforms(layout, ndim, complex_, masked,
+                                                           seed):
+    """A larger support's statistics on a tile's block (its windows that fit: the tile's
+    samples less a margin) from the tile's own FFTs and correlations, equal its direct sums."""
+    rng = np.random.default_rng(seed)
+    size = tuple(int(rng.integers(2, 5)) for _ in range(ndim))
+    support = Support(tuple(-(k // 2) for k in size), size)
+    low = tuple(int(rng.integers(0, 3)) for _ in range(ndim))
+    high = tuple(int(rng.integers(0, 3)) for _ in range(ndim))
+    evidence = support.grow(low, high)
+    valid = tuple(int(rng.integers(a + b + 2, a + b + {1: 60, 2: 20, 3: 8}[ndim]))
+                  for a, b in zip(low, high))
+    n_in = 1 if layout == "shared" else 2
+    n_out = 3 if layout == "full" else n_in
+    block = rng.standard_normal((1,) + tuple(v + k - 1 for v, k in zip(valid, size))
+                                + (n_in,))
+    target = rng.standard_normal((1,) + valid + (n_out,))
+    if complex_:
+        block = block + 1j * rng.standard_normal(block.shape)
+        target = target + 1j * rng.standard_normal(target.shape)
+    usable = rng.random(target.shape) >= masked
+    joint = layout != "full" or bool((usable == usable[..., :1]).all())
+    dtype = np.result_type(block, target)
+    small = Operator(size, layout, n_in, n_out).on(block, reach=evidence.shape)
+    small.spectra
+    _statistics._spectral(_statistics.zeros(support, layout, n_in, n_out, joint, dtype), small,
+                          target, usable, layout)
+    inside = (slice(None),) + tuple(slice(a, v - b) for a, b, v in zip(low, high, valid))
+    wide = Operator(evidence.shape, layout, n_in, n_out)
+    shared = _statistics.zeros(evidence, layout, n_in, n_out, joint, dtype)
+    _statistics._spectral(shared, wide.on(block, like=small), target[inside], usable[inside],
+                          layout, margins=tuple(zip(low, high)))
+    own = _statistics.zeros(evidence, layout, n_in, n_out, joint, dtype)
+    _statistics._direct(own, wide.on(block), target[inside], usable[inside], layout)
+    _close(shared, own, rtol=1e-11)
