@@ -47,8 +47,10 @@ def gather(source, maps, fillvalue, dtype, *, read=None):
 def _runs(m):
     """Runs of an index map that step by +1 or -1, or repeat the fill (-1):
     (start, stop, first source index, step)."""
-    runs, start = [], 0
     n = m.size
+    if n and m[0] >= 0 and m[-1] - m[0] == n - 1 and (n < 2 or np.all(np.diff(m) == 1)):
+        return [(0, n, int(m[0]), 1)]  # the common case: one contiguous run
+    runs, start = [], 0
     while start < n:
         stop = start + 1
         if m[start] < 0:

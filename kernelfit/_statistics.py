@@ -128,17 +128,21 @@ TILE_ELEMENTS = 1 << 22
 
 def tiles(problem, support, boxes):
     """Every pair's output samples in `boxes`, as (band, pair, box): bands are the top and
-    bottom halves of each box's rows, cut into tiles of at most TILE_ELEMENTS samples."""
+    bottom halves of each box's rows, cut into tiles of at most TILE_ELEMENTS samples. All
+    the top halves come first, then the bottom halves, so that the tiles of pairs of one
+    shape follow each other (and are stacked into batches)."""
     channels = max(problem.n_in, problem.n_out)
-    for pair, box in zip(problem.pairs, boxes):
-        if box.empty:
-            continue
-        first, last = box.start[0], box.stop[0]
-        halo = [k - 1 for k in support.shape]
-        per_row = channels * int(np.prod([n + h for n, h in zip(box.shape[1:], halo[1:])]))
-        step = max(1, TILE_ELEMENTS // max(1, per_row) - halo[0])
-        middle = first + (last - first) // 2 if last - first >= 2 else last
-        for band, (start, stop) in enumerate(((first, middle), (middle, last))):
+    halo = [k - 1 for k in support.shape]
+    for band in (0, 1):
+        for pair, box in zip(problem.pairs, boxes):
+            if box.empty:
+                continue
+            first, last = box.start[0], box.stop[0]
+            per_row = channels * int(np.prod([n + h for n, h in zip(box.shape[1:],
+                                                                    halo[1:])]))
+            step = max(1, TILE_ELEMENTS // max(1, per_row) - halo[0])
+            middle = first + (last - first) // 2 if last - first >= 2 else last
+            start, stop = ((first, middle), (middle, last))[band]
             for row in range(start, stop, step):
                 yield band, pair, box.rows(row, min(row + step, stop))
 
@@ -187,20 +191,24 @@ class Tile:
     target: np.ndarray
     usable: np.ndarray
 
-    @property
-    def nbytes(self):
-        spectra = self.applied._spectra
-        return (self.applied.block.nbytes + self.target.nbytes + self.usable.nbytes
-                + (0 if spectra is None else spectra.nbytes))
 
 
 # Tiles are kept in memory for the residual pass (instead of being read and transformed again)
-# when they take at most this many times a tile's budget of float64 samples.
-CACHED_TILES = 4
+# when they take at most this many times a tile's budget of float64 samples (512 MB).
+CACHED_TILES = 16
 
 
-def _cache_limit():
-    return CACHED_TILES * TILE_ELEMENTS * 8
+def _fits_in_memory(problem, support, boxes, evidence):
+    """Whether every tile of a pass (block, transform, targets) fits in CACHED_TILES tile
+    budgets: decided before anything is read, so a pass keeps all its tiles or none."""
+    reach = evidence.shape if evidence is not None else support.shape
+    total = 0
+    for _, _, box in tiles(problem, support, boxes):
+        block = int(np.prod([n + k - 1 for n, k in zip(box.shape, support.shape)]))
+        padded = int(np.prod([n + k + r - 2 for n, k, r in zip(box.shape, support.shape,
+                                                                reach)]))
+        total += (8 * block + 9 * padded) * problem.n_in + 9 * box.size * problem.n_out
+    return total <= CACHED_TILES * TILE_ELEMENTS * 8
 
 
 def accumulate(problem, support, boxes, pad_mode, keep=False, evidence=None):
@@ -225,7 +233,7 @@ def accumulate(problem, support, boxes, pad_mode, keep=False, evidence=None):
         extra = empty(evidence)
         margins = [(a - b, d - c) for a, b, c, d in zip(support.lo, evidence.lo, support.hi,
                                                         evidence.hi)]
-    kept, size = ([] if keep else None), 0
+    kept = [] if keep and _fits_in_memory(problem, support, boxes, evidence) else None
     for band, block in batches(problem, support, boxes, pad_mode):
         applied = operator.on(block.extended, reach=None if evidence is None
                               else evidence.shape)
@@ -240,9 +248,6 @@ def accumulate(problem, support, boxes, pad_mode, keep=False, evidence=None):
                             into=extra, margins=margins)
         if kept is not None:
             kept.append(Tile(band, support, applied, block.target, block.usable))
-            size += kept[-1].nbytes
-            if size > _cache_limit():
-                kept = None
     total.add(band0)
     return band0, total, kept, extra
 
@@ -545,15 +550,14 @@ def _at_taps(correlation, shape, lengths, shift=None):
 def _frame_correlation(block, y, shape, margins):
     """``sum_n conj(x[n + j - low]) y[n]`` over the samples n of `y` (the tile's) within the
     `margins` of its edges, x zero outside the block, for the taps j of `shape`: what
-    separates the correlation over every sample from that over the evidence's."""
-    import scipy.signal
-
+    separates the correlation over every sample from that over the evidence's. Each thin
+    piece of the frame is the operator's adjoint on the input it reads."""
     ndim = len(shape)
     inner = Box(tuple(low for low, _ in margins),
                 tuple(n - high for n, (_, high) in zip(y.shape[1:ndim + 1], margins)))
     outer = Box((0,) * ndim, y.shape[1:ndim + 1])
-    total = np.zeros(shape + (block.shape[-1], y.shape[-1]),
-                     dtype=np.result_type(block, y))
+    operator = Operator(shape, "full", block.shape[-1], y.shape[-1])
+    total = np.zeros(operator.kernel_shape, dtype=np.result_type(block, y))
     for piece in outer.minus(inner):
         if piece.empty:
             continue
@@ -566,11 +570,7 @@ def _frame_correlation(block, y, shape, margins):
                        zip(starts, stops, block.shape[1:ndim + 1]))
         target = tuple(slice(src.start - a, src.stop - a) for src, a in zip(source, starts))
         region[(slice(None),) + target] = block[(slice(None),) + source]
-        values = y[(slice(None),) + piece.slices()]
-        for c in range(block.shape[-1]):
-            for r in range(y.shape[-1]):
-                total[..., c, r] += np.conj(scipy.signal.correlate(
-                    region[..., c], values[..., r], mode="valid")[0])
+        total += operator.on(region).adjoint(y[(slice(None),) + piece.slices()])
     return total.reshape(-1, y.shape[-1])
 
 
@@ -721,6 +721,14 @@ def _end_products(a, b, shape, subset, ends):
                  + tuple(2 * shape[r] - 1 for r in rest), dtype=np.result_type(a, b))
     if n_corner == 0:  # length 1 along T: no pair starts before the tap
         return X
+    if len(rest) == 1 and a.shape[0] > 1:
+        # several blocks (pairs) side by side along the other axis, with gaps of zeros wide
+        # enough that no lag pairs samples of two blocks: each lag is then a 2-D view
+        gap = shape[rest[0]] - 1
+        a_end, b_end = (np.concatenate([e, np.zeros(e.shape[:-1] + (gap,), e.dtype)],
+                                       axis=-1).reshape(e.shape[:-2] + (1, -1))
+                        for e in (a_end, b_end))
+        rest_sizes = [a_end.shape[-1]]
     pairs = [i for t in range(count) for i in (t, count + t)]  # (r.., s..) -> (r0, s0, ..)
     lead = (slice(None),) * (count + 1)
     for lag in itertools.product(*[range(-(shape[r] - 1), shape[r]) for r in rest]):
