@@ -18,11 +18,11 @@ the same pair.
 | many pairs vs their fftconvolves | 200 pairs of 256^2, 7x7 | <= 3 |
 | memory | 4096^2, 31x31 | < 1.5 GB |
 
-Run: python experiments/one_pass_benchmark.py [--quick] [--out DIR]
-Writes one_pass_benchmark.csv and .md (one_pass_benchmark_quick.* with --quick).
+Run: python experiments/one_pass_benchmark.py [--quick] [--seed 0] [--out DIR]
+Writes one_pass_benchmark.csv and .md (one_pass_benchmark_quick.* with --quick, which divides
+the sides by 4 and the kernels of 31 and 63 taps by 2: a check that it runs, not the targets).
 """
 
-import argparse
 import json
 import os
 import resource
@@ -33,9 +33,9 @@ import time
 import numpy as np
 
 try:
-    from ._common import RESULTS, write_table
+    from ._common import arguments, stem, write_table
 except ImportError:  # run as a script
-    from _common import RESULTS, write_table
+    from _common import arguments, stem, write_table
 
 
 def photograph(shape):
@@ -48,7 +48,7 @@ def photograph(shape):
     return np.ascontiguousarray(tiled[tuple(slice(0, n) for n in shape)])
 
 
-def make(case, quick):
+def make(case, quick, seed=0):
     """The data of a case: (inputs, outputs, reference function, fit arguments)."""
     import scipy.signal
 
@@ -58,8 +58,9 @@ def make(case, quick):
     if case in ("2048-15", "2048-31", "2048-63", "4096-31"):
         side, size = (int(v) for v in case.split("-"))
         side //= scale
+        size = size // 2 if quick and size > 15 else size
         image = photograph((side, side))
-        kernel = kernels.random((size, size), rng=0)
+        kernel = kernels.random((size, size), rng=seed)
         output = scipy.signal.fftconvolve(image, kernel, mode="same")
         return image, output, lambda: scipy.signal.fftconvolve(image, kernel, mode="same"), \
             dict(size=size, kernel=kernel)
@@ -71,14 +72,14 @@ def make(case, quick):
         return image, output, None, dict(size=5, kernel=kernel)
     if case == "fir":
         n = 10 ** 6 // scale
-        signal = np.random.default_rng(0).standard_normal(n)
+        signal = np.random.default_rng(seed).standard_normal(n)
         fir = scipy.signal.firwin(63, 0.2)
         output = scipy.signal.lfilter(fir, 1, signal)
         return signal, output, None, dict(size=63, kernel=fir)
     if case == "pairs":
         count = 200 // scale
-        rng = np.random.default_rng(0)
-        kernel = kernels.random((7, 7), rng=1)
+        rng = np.random.default_rng(seed)
+        kernel = kernels.random((7, 7), rng=seed + 1)
         photo = photograph((1024, 1024))
         inputs = []
         for i in range(count):
@@ -114,7 +115,7 @@ class CountingArray:
         return values
 
 
-def child(case, call, quick):
+def child(case, call, quick, seed):
     """One measurement in this process: seconds (best of a few), peak memory, details."""
     import warnings
 
@@ -122,7 +123,7 @@ def child(case, call, quick):
 
     import kernelfit
 
-    inputs, outputs, reference, info = make(case, quick)
+    inputs, outputs, reference, info = make(case, quick, seed)
     repeats = 1 if case in ("2048-63", "4096-31") or call == "passes" else 3
     details = {}
     with threadpool_limits(1), warnings.catch_warnings():
@@ -157,8 +158,8 @@ def child(case, call, quick):
     print(json.dumps(dict(seconds=best, peak_mb=peak, **details)))
 
 
-def measure(case, call, quick):
-    command = [sys.executable, os.path.abspath(__file__), "--child", case, call] + (
+def measure(case, call, quick, seed):
+    command = [sys.executable, os.path.abspath(__file__), "--child", case, call, str(seed)] + (
         ["--quick"] if quick else [])
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
@@ -182,12 +183,12 @@ ROWS = [
 ]
 
 
-def run(quick):
+def run(quick, seed):
     rows, cache = [], {}
 
     def get(case, call):
         if (case, call) not in cache:
-            cache[(case, call)] = measure(case, call, quick)
+            cache[(case, call)] = measure(case, call, quick, seed)
         return cache[(case, call)]
 
     for label, case, call, against, target in ROWS:
@@ -213,16 +214,11 @@ def run(quick):
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "--child":
-        child(argv[1], argv[2], "--quick" in argv)
+        child(argv[1], argv[2], "--quick" in argv, int(argv[3]))
         return 0
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="sizes divided by 4, for CI (under a minute)")
-    parser.add_argument("--out", default=RESULTS, help="folder for the CSV and Markdown tables")
-    args = parser.parse_args(argv)
+    args = arguments(__doc__.splitlines()[0], argv)
     print("comparison | seconds | reference | ratio | target | peak MB | details")
-    write_table(run(args.quick), args.out,
-                "one_pass_benchmark_quick" if args.quick else "one_pass_benchmark")
+    write_table(run(args.quick, args.seed), args.out, stem("one_pass_benchmark", args))
     return 0
 
 

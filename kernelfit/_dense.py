@@ -142,7 +142,7 @@ def systems(problem, design, first=None):
         count = problem.n_out
     parts = [([], [], []) for _ in range(count)]
     for tile in design_tiles(problem, first, design):
-        windows = tile.applied.windows()  # (B, *V, C_in, *K): taps last
+        windows = tile.windows(problem)  # (B, *V, C_in, *K): taps last
         windows = np.moveaxis(windows, ndim + 1, -1)  # (B, *V, *K, C_in)
         lead = (slice(None),) * (ndim + 1)
         windows = windows[lead + _within_taps(support, tile.support)]

@@ -10,7 +10,6 @@ import numbers
 import numpy as np
 
 from ._geometry import (
-    Box,
     block_maps,
     check_origin,
     infer_mode,
@@ -445,8 +444,3 @@ def _layout(channel_axis, channels, grey_output, n_in, n_out):
         raise ValueError(f"channels={channels!r} needs as many output channels as input "
                          f"channels; got {n_in} in and {n_out} out (use channels='full')")
     return channels
-
-
-def full_box(pair):
-    """Every output sample of a pair."""
-    return Box((0,) * len(pair.out_shape), pair.out_shape)

@@ -147,50 +147,61 @@ def tiles(problem, support, boxes):
                 yield band, pair, box.rows(row, min(row + step, stop))
 
 
-def read_tiles(problem, support, boxes, pad_mode):
-    """The tiles of `tiles`, read: (band, Block)."""
-    for band, pair, box in tiles(problem, support, boxes):
-        yield band, pair.block(support, box, pad_mode, problem.fillvalue, problem.dtype)
-
-
-def batches(problem, support, boxes, pad_mode):
+def batches(problem, support, boxes, pad_mode, where=False):
     """Tiles of one band and shape read and stacked along the batch axis, within the tile
     budget: one FFT and one set of GEMMs for many small pairs. One batch is read at a
-    time."""
+    time. Yields (band, Block), or with `where` (band, Block, what to read it again)."""
     pending, key, size = [], None, 0
     halo = np.array(support.shape) - 1
-
-    def flush():
-        blocks = [pair.block(support, box, pad_mode, problem.fillvalue, problem.dtype)
-                  for pair, box in pending]
-        if len(blocks) == 1:
-            return blocks[0]
-        return type(blocks[0])(*(np.concatenate([getattr(b, name) for b in blocks])
-                                 for name in ("extended", "target", "usable")))
 
     for band, pair, box in tiles(problem, support, boxes):
         here = (band, box.shape)
         elements = int(np.prod(np.array(box.shape) + halo)) * problem.n_in
         if pending and (here != key or size + elements > TILE_ELEMENTS):
-            yield key[0], flush()
+            block = read_batch(problem, support, pending, pad_mode)
+            yield (key[0], block, tuple(pending)) if where else (key[0], block)
             pending, size = [], 0
         pending.append((pair, box))
         key, size = here, size + elements
     if pending:
-        yield key[0], flush()
+        block = read_batch(problem, support, pending, pad_mode)
+        yield (key[0], block, tuple(pending)) if where else (key[0], block)
+
+
+def read_batch(problem, support, pieces, pad_mode):
+    """The Blocks of (pair, box) `pieces`, stacked along the batch axis."""
+    blocks = [pair.block(support, box, pad_mode, problem.fillvalue, problem.dtype)
+              for pair, box in pieces]
+    if len(blocks) == 1:
+        return blocks[0]
+    return type(blocks[0])(*(np.concatenate([getattr(b, name) for b in blocks])
+                             for name in ("extended", "target", "usable")))
 
 
 @dataclasses.dataclass(frozen=True)
 class Tile:
     """A tile kept in memory: the operator on its extended block (for the taps `support`,
-    with the block's FFT once computed), its targets and which of them are used."""
+    with the block's FFT once computed), its targets and which of them are used.
+
+    A tile whose FFT is kept lets its block go (the forward pass and its adjoint need only
+    the FFT); `windows` reads it again (`pieces`, `pad_mode`) if ever asked.
+    """
 
     band: int
     support: Support
     applied: object
     target: np.ndarray
     usable: np.ndarray
+    pieces: tuple = ()
+    pad_mode: object = None
 
+    def windows(self, problem):
+        """Every 'valid' window of the tile's block, (B, *S_valid, C_in, *K)."""
+        applied = self.applied
+        if applied.block is None:
+            block = read_batch(problem, self.support, self.pieces, self.pad_mode).extended
+            return applied.operator.on(block).windows()
+        return applied.windows()
 
 
 # Tiles are kept in memory for the residual pass (instead of being read and transformed again)
@@ -198,17 +209,24 @@ class Tile:
 CACHED_TILES = 16
 
 
-def _fits_in_memory(problem, support, boxes, evidence):
-    """Whether every tile of a pass (block, transform, targets) fits in CACHED_TILES tile
-    budgets: decided before anything is read, so a pass keeps all its tiles or none."""
+# Up to this many bytes of blocks, kept tiles keep their blocks too (the dense path, for small
+# problems, builds its rows from them); above it, only their transforms.
+KEPT_BLOCKS = 64 * 2**20
+
+
+def _memory(problem, support, boxes, evidence):
+    """Bytes of every tile of a pass (transform, targets; and blocks) and of its blocks:
+    known before anything is read, so a pass keeps all its tiles or none."""
     reach = evidence.shape if evidence is not None else support.shape
-    total = 0
+    total = blocks = 0
     for _, _, box in tiles(problem, support, boxes):
-        block = int(np.prod([n + k - 1 for n, k in zip(box.shape, support.shape)]))
+        block = 8 * problem.n_in * int(np.prod([n + k - 1 for n, k in zip(box.shape,
+                                                                          support.shape)]))
         padded = int(np.prod([n + k + r - 2 for n, k, r in zip(box.shape, support.shape,
                                                                 reach)]))
-        total += (8 * block + 9 * padded) * problem.n_in + 9 * box.size * problem.n_out
-    return total <= CACHED_TILES * TILE_ELEMENTS * 8
+        total += block + 9 * padded * problem.n_in + 9 * box.size * problem.n_out
+        blocks += block
+    return total, blocks
 
 
 def accumulate(problem, support, boxes, pad_mode, keep=False, evidence=None):
@@ -233,8 +251,9 @@ def accumulate(problem, support, boxes, pad_mode, keep=False, evidence=None):
         extra = empty(evidence)
         margins = [(a - b, d - c) for a, b, c, d in zip(support.lo, evidence.lo, support.hi,
                                                         evidence.hi)]
-    kept = [] if keep and _fits_in_memory(problem, support, boxes, evidence) else None
-    for band, block in batches(problem, support, boxes, pad_mode):
+    total_bytes, block_bytes = _memory(problem, support, boxes, evidence) if keep else (0, 0)
+    kept = [] if keep and total_bytes <= CACHED_TILES * TILE_ELEMENTS * 8 else None
+    for band, block, pieces in batches(problem, support, boxes, pad_mode, where=True):
         applied = operator.on(block.extended, reach=None if evidence is None
                               else evidence.shape)
         tile_statistics(applied, block.target, block.usable, support, problem.layout,
@@ -247,7 +266,10 @@ def accumulate(problem, support, boxes, pad_mode, keep=False, evidence=None):
                             block.usable[inside], evidence, problem.layout, problem.joint,
                             into=extra, margins=margins)
         if kept is not None:
-            kept.append(Tile(band, support, applied, block.target, block.usable))
+            if applied._spectra is not None and block_bytes > KEPT_BLOCKS:
+                applied.block = None  # its transform is all the residual pass needs
+            kept.append(Tile(band, support, applied, block.target, block.usable, pieces,
+                             pad_mode))
     total.add(band0)
     return band0, total, kept, extra
 

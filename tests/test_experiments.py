@@ -13,6 +13,7 @@ SCRIPTS = {
     "real_filters": ["real_filters_quick.png", "real_filters_quick.md"],
     "convolution_explained": ["convolution_1d_quick.png", "convolution_5x5_quick.gif",
                               "convolution_portrait_quick.gif"],
+    "one_pass_benchmark": ["one_pass_benchmark_quick.md", "one_pass_benchmark_quick.csv"],
 }
 
 

@@ -396,3 +396,15 @@ def test_evidence_statistics_from_the_tiles_own_transforms(layout, ndim, complex
     own = _statistics.zeros(evidence, layout, n_in, n_out, joint, dtype)
     _statistics._direct(own, wide.on(block), target[inside], usable[inside], layout)
     _close(shared, own, rtol=1e-11)
+
+
+def test_kept_tiles_without_their_blocks_are_read_again_for_dense_rows(monkeypatch):
+    photo = data.portrait()[:160, :200].astype(float)
+    y = kernelfit.convolve(photo, kernels.gaussian(7, 1.2), boundary="reflect")
+    kept = fit_kernel(photo, y, 7, method="lstsq-dense")
+    monkeypatch.setattr(_statistics, "KEPT_BLOCKS", 0)  # keep only the tiles' transforms
+    counted = CountingArray(photo)
+    again = fit_kernel(counted, y, 7, method="lstsq-dense")
+    assert counted.read > 1.9 * photo.size  # the rows come from reading the blocks again
+    np.testing.assert_allclose(again.kernel, kept.kernel, atol=1e-13)
+    np.testing.assert_allclose(again.kernel, kernels.gaussian(7, 1.2), atol=1e-10)
