@@ -113,7 +113,7 @@ class SubFit:
 
     With `like` (a SubFit of similar statistics: one half of the rows against the whole)
     and many unknowns, the systems are solved by conjugate gradients preconditioned with
-    `like`'s factorisations instead of factorised anew.
+    `like`'s factorisations and started from its solutions, instead of factorised anew.
     """
 
     def __init__(self, problem, stats, support, like=None):
@@ -122,7 +122,7 @@ class SubFit:
         m = stats.n_kernel
         if like is not None and m > PRECONDITIONED_UNKNOWNS:
             self.factors = [Preconditioned(stats.gram[s], m, int(stats.n_rows[s]),
-                                           problem.bias, near)
+                                           problem.bias, near, like.solutions[s][0])
                             for s, near in enumerate(like.factors)]
         else:
             self.factors = [Factorization(stats.gram[s], m, int(stats.n_rows[s]),

@@ -389,11 +389,12 @@ class Factorization:
 
 class Preconditioned:
     """The centred normal equations of one system, solved by conjugate gradients
-    preconditioned with a Factorization of similar ones (`near`); a factorisation of its
-    own when that does not converge."""
+    preconditioned with a Factorization of similar ones (`near`) and started from `start`
+    (their solution, (m, R), when given); a factorisation of its own when that does not
+    converge."""
 
-    def __init__(self, gram, m, n_rows, bias, near, steps=100, tolerance=1e-12):
-        self.m, self.n_rows, self.near = m, n_rows, near
+    def __init__(self, gram, m, n_rows, bias, near, start=None, steps=100, tolerance=1e-12):
+        self.m, self.n_rows, self.near, self.start = m, n_rows, near, start
         groups = gram.shape[0] - m if bias else 0
         self._gram, self.kb = gram, np.array(gram[:m, m:m + groups])
         counts = np.real(np.diagonal(gram)[m:m + groups])
@@ -425,8 +426,11 @@ class Preconditioned:
 
     def _conjugate_gradients(self, b):
         if self._fallback is None:
-            x = np.zeros_like(b)
-            r = b.copy()
+            if self.start is None:
+                x, r = np.zeros_like(b), b.copy()
+            else:
+                x = np.array(self.start, dtype=np.result_type(b, self.start))
+                r = b - self._multiply(x)
             z = self.near.solve_centred(r)
             p = z.copy()
             rz = np.real(np.sum(np.conj(r) * z, axis=0))

@@ -408,3 +408,47 @@ def test_kept_tiles_without_their_blocks_are_read_again_for_dense_rows(monkeypat
     assert counted.read > 1.9 * photo.size  # the rows come from reading the blocks again
     np.testing.assert_allclose(again.kernel, kept.kernel, atol=1e-13)
     np.testing.assert_allclose(again.kernel, kernels.gaussian(7, 1.2), atol=1e-10)
+
+
+@pytest.mark.parametrize("layout", ["none", "separate", "full"])
+@pytest.mark.parametrize("complex_", [False, True])
+@pytest.mark.parametrize("related", [False, True])
+def test_half_fits_by_preconditioned_cg_equal_their_own_factorisation(monkeypatch, layout,
+                                                                      complex_, related):
+    """The checks' fits on half of the rows, by conjugate gradients started from the
+    pooled solution and preconditioned with its factor, equal direct least squares."""
+    from kernelfit import _search
+    rng = np.random.default_rng(7)
+    inputs, outputs = _pairs(rng, 2, 1, layout, complex_, shapes=[(40, 30)])
+    if related:  # the pooled solution is then nearly every half's: a warm start
+        outputs = [0.01 * y + kernelfit.convolve(x.reshape(40, 30, -1)[..., 0],
+                                                 np.ones((3, 3))).reshape(
+            (40, 30) + (1,) * (y.ndim - 2)) for x, y in zip(inputs, outputs)]
+    problem = _problem(inputs[0], outputs[0], layout, bias=True)
+    support = Support((-1, -1), (3, 3))
+    boxes = [region(problem.pairs[0].in_shape, support, "same", problem.pad_mode)]
+    top, total, _, _ = _statistics.accumulate(problem, support, boxes, problem.pad_mode)
+    pooled = _search.SubFit(problem, total, support)
+    direct = _search.SubFit(problem, top, support)
+    monkeypatch.setattr(_search, "PRECONDITIONED_UNKNOWNS", 0)
+    iterated = _search.SubFit(problem, top, support, like=pooled)
+    assert all(isinstance(f, _search.Preconditioned) for f in iterated.factors)
+    for (x, b), (x0, b0) in zip(iterated.solutions, direct.solutions):
+        np.testing.assert_allclose(x, x0, rtol=1e-8, atol=1e-10 * np.abs(x0).max())
+        np.testing.assert_allclose(b, b0, rtol=1e-8, atol=1e-10 * np.abs(b0).max())
+    np.testing.assert_allclose(iterated.rss, direct.rss, rtol=1e-8)
+
+
+@pytest.mark.parametrize("unknowns", [0, 1024])
+def test_shift_variance_warns_with_either_solver_of_the_halves(monkeypatch, unknowns):
+    from kernelfit import _search
+    monkeypatch.setattr(_search, "PRECONDITIONED_UNKNOWNS", unknowns)
+    image = data.portrait()[:200, :200].astype(float)
+    top = kernelfit.convolve(image, kernels.gaussian(5, 0.8))
+    bottom = kernelfit.convolve(image, kernels.gaussian(5, 1.6))
+    varying = np.where(np.arange(200)[:, None] < 100, top, bottom)
+    with pytest.warns(kernelfit.ModelWarning, match=r"not shift-invariant"):
+        fit_kernel(image, varying, 5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fit_kernel(image, top + np.random.default_rng(0).normal(0, 0.5, top.shape), 5)
