@@ -174,7 +174,32 @@ def system_indices(layout, joint, size, n_in, n_out, system):
 
 # --- least squares on the normal equations -----------------------------------------------
 
-class Factorization:
+class _Centred:
+    """The normal equations ``[[K, B], [B^H, N]] [x; b] = [r_k; r_b]`` of one system with
+    the bias b projected out: N (the counts per bias group) is diagonal, so the kernel solves
+    the centred system ``(K - B N^-1 B^H) x = r_k - B N^-1 r_b`` (`solve_centred`, given by
+    the subclass) and ``b = N^-1 (r_b - B^H x)``."""
+
+    def _centre(self, gram, m, n_rows, bias):
+        self.m, self.n_rows = m, n_rows
+        self._gram, self._groups = gram, (gram.shape[0] - m if bias else 0)
+        counts = np.real(np.diagonal(gram)[m:m + self._groups])
+        self.has_rows = counts > 0
+        self.inverse_counts = np.where(self.has_rows, 1.0 / np.where(self.has_rows, counts,
+                                                                     1.0), 0.0)
+        self.kb = np.array(gram[:m, m:m + self._groups])
+
+    def solve(self, rhs):
+        """Kernel and bias solving the normal equations for ``rhs = [A 1]^H b``, (M, R)."""
+        m = self.m
+        rhs_k, rhs_b = rhs[:m], rhs[m:m + self.kb.shape[1]]
+        centred_rhs = rhs_k - (self.kb * self.inverse_counts) @ rhs_b
+        x = self.solve_centred(centred_rhs)
+        bias = self.inverse_counts[:, None] * (rhs_b - self.kb.conj().T @ x)
+        return x, bias
+
+
+class Factorization(_Centred):
     """The centred normal equations of one system, factorised once.
 
     The bias is projected out exactly (a Schur complement, as centring each bias group of
@@ -188,15 +213,8 @@ class Factorization:
     def __init__(self, gram, m, n_rows, bias=True):
         from scipy.linalg import lapack
 
-        self.m, self.n_rows = m, n_rows
         self.complex = np.iscomplexobj(gram)
-        self._gram, self._groups = gram, (gram.shape[0] - m if bias else 0)
-        kb = gram[:m, m:m + self._groups]
-        counts = np.real(np.diagonal(gram)[m:m + self._groups])
-        self.has_rows = counts > 0
-        self.inverse_counts = np.where(self.has_rows, 1.0 / np.where(self.has_rows, counts,
-                                                                     1.0), 0.0)
-        self.kb = np.array(kb)
+        self._centre(gram, m, n_rows, bias)
         self._cholesky = self._inverse = self._inverse_diagonal = None
         self._eig = self._extreme_values = None
         centred = self._build_centred()
@@ -322,15 +340,6 @@ class Factorization:
     def rank(self):
         return self.m if self.full_rank else int(self._eig[2].sum())
 
-    def solve(self, rhs):
-        """Kernel and bias solving the normal equations for ``rhs = [A 1]^H b``, (M, R)."""
-        m = self.m
-        rhs_k, rhs_b = rhs[:m], rhs[m:m + self.kb.shape[1]]
-        centred_rhs = rhs_k - (self.kb * self.inverse_counts) @ rhs_b
-        x = self.solve_centred(centred_rhs)
-        bias = self.inverse_counts[:, None] * (rhs_b - self.kb.conj().T @ x)
-        return x, bias
-
     def singular_extremes(self):
         """Largest and smallest singular values of the centred design (0 if deficient)."""
         if self.full_rank:
@@ -387,20 +396,15 @@ class Factorization:
         return np.where(estimable, variance, np.nan)
 
 
-class Preconditioned:
+class Preconditioned(_Centred):
     """The centred normal equations of one system, solved by conjugate gradients
     preconditioned with a Factorization of similar ones (`near`) and started from `start`
     (their solution, (m, R), when given); a factorisation of its own when that does not
     converge."""
 
     def __init__(self, gram, m, n_rows, bias, near, start=None, steps=100, tolerance=1e-12):
-        self.m, self.n_rows, self.near, self.start = m, n_rows, near, start
-        groups = gram.shape[0] - m if bias else 0
-        self._gram, self.kb = gram, np.array(gram[:m, m:m + groups])
-        counts = np.real(np.diagonal(gram)[m:m + groups])
-        self.has_rows = counts > 0
-        self.inverse_counts = np.where(self.has_rows, 1.0 / np.where(self.has_rows, counts,
-                                                                     1.0), 0.0)
+        self._centre(gram, m, n_rows, bias)
+        self.near, self.start = near, start
         self.steps, self.tolerance = steps, tolerance
         self._fallback = None
 
@@ -416,17 +420,11 @@ class Preconditioned:
         kk = self._gram[:self.m, :self.m]
         return kk @ v - (self.kb * self.inverse_counts) @ (self.kb.conj().T @ v)
 
-    def solve(self, rhs):
-        m = self.m
-        rhs_k, rhs_b = rhs[:m], rhs[m:m + self.kb.shape[1]]
-        centred_rhs = rhs_k - (self.kb * self.inverse_counts) @ rhs_b
-        x = self._conjugate_gradients(centred_rhs)
-        bias = self.inverse_counts[:, None] * (rhs_b - self.kb.conj().T @ x)
-        return x, bias
-
-    def _conjugate_gradients(self, b):
+    def solve_centred(self, b):
+        """``C^{-1} b`` by conjugate gradients from `start` (any start converges; the pooled
+        solution is near for the system's own right-hand side)."""
         if self._fallback is None:
-            if self.start is None:
+            if self.start is None or np.shape(self.start) != np.shape(b):
                 x, r = np.zeros_like(b), b.copy()
             else:
                 x = np.array(self.start, dtype=np.result_type(b, self.start))
