@@ -32,6 +32,7 @@ FIT_EXAMPLES = """examples:
   kernelfit fit before.png after.png --size 3
   kernelfit fit before.png after.png --size auto --boundary auto --bias
   kernelfit fit before.png after.png --size 5x3 --boundary edge -o kernel.json --plot fit.png
+  kernelfit fit before.png after.png --size 5 --origin auto
   kernelfit fit photo.jpg styled.jpg --size 7 --color separate --bias --strict
   kernelfit fit in.npy out.npy --size 9 --method ridge --reg gcv --mask valid.png"""
 APPLY_EXAMPLES = """examples:
@@ -188,8 +189,10 @@ def _geometry_options(parser, mode_default=None, boundary_default=None, auto=Fal
                                             if boundary_default is None else ""))
     parser.add_argument("--convention", choices=["convolution", "correlation"],
                         help="kernel orientation (default convolution)")
-    parser.add_argument("--origin", type=_size, default=(0,),
-                        help="anchor shift in 'same' mode: N or NxM")
+    parser.add_argument("--origin", type=_size_or_auto if auto else _size, default=(0,),
+                        help="anchor shift in 'same' mode: N or NxM" + (
+                            ", or auto: every placement of the size (a causal filter, a "
+                            "library that anchors kernels elsewhere)" if auto else ""))
 
 
 def _size_or_auto(text):
@@ -236,7 +239,7 @@ def run_fit(args):
         if mask.ndim == 3 and target.ndim == 2:
             mask = mask.any(axis=-1)
     size = args.size if args.size == "auto" or len(args.size) > 1 else args.size[0]
-    origin = args.origin if len(args.origin) > 1 else args.origin[0]
+    origin = args.origin if args.origin == "auto" or len(args.origin) > 1 else args.origin[0]
     if args.reg is not None and args.method != "ridge":
         raise UsageError(f"--reg is used only with --method ridge; got --method {args.method}")
     if args.method == "ridge" and args.reg is None:

@@ -262,3 +262,21 @@ def test_identify_plain_files_and_exit_status(tmp_path, capsys):
     assert status == 1 and out.startswith("closest: ")
     status, _, err = run(capsys, "identify", tmp_path / "missing.npy")
     assert status == 2 and "no such file" in err
+
+
+def test_fit_origin_auto_finds_a_shifted_anchor(tmp_path, capsys):
+    """A filter anchored off-centre: the warning names --origin, and --origin auto finds it."""
+    image = data.portrait()[150:310, 150:300]
+    output = synth.synthesize(image, kernels.gaussian(5, 1.0), boundary="edge", origin=(2, 1),
+                              dtype=np.uint8)
+    Image.fromarray(image).save(tmp_path / "in.png")
+    Image.fromarray(output).save(tmp_path / "out.png")
+    status, _, err = run(capsys, "fit", tmp_path / "in.png", tmp_path / "out.png", "--size",
+                         "5", "--boundary", "edge")
+    assert status == 0 and "warning: the kernel is misplaced: at origin=(2, 1)" in err
+    status, out, err = run(capsys, "fit", tmp_path / "in.png", tmp_path / "out.png", "--size",
+                           "5", "--boundary", "edge", "--origin", "auto")
+    assert status == 0, err
+    assert "origin=(2, 1)" in out and "size found: 5x5, origin (2, 1)" in out
+    with pytest.raises(SystemExit):
+        main(["apply", "k.json", "in.png", "-o", "x.png", "--origin", "auto"])
