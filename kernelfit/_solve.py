@@ -182,12 +182,13 @@ class _Centred:
 
     def _centre(self, gram, m, n_rows, bias):
         self.m, self.n_rows = m, n_rows
-        self._gram, self._groups = gram, (gram.shape[0] - m if bias else 0)
-        counts = np.real(np.diagonal(gram)[m:m + self._groups])
+        self._gram = gram
+        groups = gram.shape[0] - m if bias else 0
+        counts = np.real(np.diagonal(gram)[m:m + groups])
         self.has_rows = counts > 0
         self.inverse_counts = np.where(self.has_rows, 1.0 / np.where(self.has_rows, counts,
                                                                      1.0), 0.0)
-        self.kb = np.array(gram[:m, m:m + self._groups])
+        self.kb = np.array(gram[:m, m:m + groups])
 
     def solve(self, rhs):
         """Kernel and bias solving the normal equations for ``rhs = [A 1]^H b``, (M, R)."""
@@ -279,7 +280,7 @@ class Factorization(_Centred):
     def _extremes(self):
         """The smallest and largest eigenvalues of the centred Gram matrix."""
         if self.m <= 400:
-            values = np.linalg.eigvalsh(self._full_centred())
+            values = np.linalg.eigvalsh(self._build_centred())
             return float(values[0]), float(values[-1])
         return 1.0 / self._largest_of_inverse(), self._largest()
 
@@ -298,9 +299,6 @@ class Factorization(_Centred):
 
     def _largest_of_inverse(self):
         return self._lanczos(self.solve_centred)
-
-    def _full_centred(self):
-        return self._build_centred()
 
     def solve_centred(self, rhs):
         """``C^{-1} rhs`` for the centred Gram matrix C (full rank: from the Cholesky
@@ -325,7 +323,7 @@ class Factorization(_Centred):
                                    / values[keep].reshape((-1,) + (1,) * (np.ndim(rhs) - 1)))
 
     def _decompose(self):
-        values, vectors = np.linalg.eigh(self._full_centred())
+        values, vectors = np.linalg.eigh(self._build_centred())
         values, vectors = np.clip(values[::-1], 0, None), vectors[:, ::-1]
         keep = values > self.tolerance(values[0] if values.size else 0.0)
         self._eig = (values, vectors, keep)
