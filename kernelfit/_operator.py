@@ -126,7 +126,7 @@ class Applied:
             reach = tuple(max(k, r) for k, r in zip(operator.shape, reach or operator.shape))
             self.lengths = tuple(scipy.fft.next_fast_len(s + k - 1, real=self.real)
                                  for s, k in zip(self.block_shape, reach))
-            self._shared = {}  # the block's spectra and autocorrelations
+            self._shared = {"reach": reach}  # the block's spectra and autocorrelations
         # Worth transforming once for several products (the adjoint, the Gram matrix)
         self.use_fft = int(np.prod(self.block_shape)) * block.shape[0] >= FFT_SAMPLES
 
@@ -174,22 +174,93 @@ class Applied:
 
     def autocorrelation(self, c, d, shape):
         """``F[l] = sum_b sum_m conj(x_c[b, m]) x_d[b, m + l]`` for lags ``|l| < K`` (the
-        kernel `shape`), from the block's transform; one inverse FFT per channel pair, kept
-        for every operator on the block."""
-        key = ("autocorrelation", c, d)
-        if key not in self._shared:
+        kernel `shape`, at most the block's reach), from the block's transform; found once
+        per channel pair for the longest kernel the block serves, kept for every operator
+        on it. ``F[-l] = conj(F[l])`` for one channel: only the lags ``l_0 >= 0`` are
+        transformed back."""
+        reach = self._shared["reach"]
+
+        def spectrum():
             X = self.spectra
             if c == d:  # |X|^2: real
                 product = np.einsum("b...,b...->...", X[..., c].real, X[..., c].real)
                 product += np.einsum("b...,b...->...", X[..., c].imag, X[..., c].imag)
-            elif X.shape[0] == 1:
-                product = X[0, ..., d] * np.conj(X[0, ..., c])
-            else:
-                product = np.einsum("b...,b...->...", np.conj(X[..., c]), X[..., d])
-            self._shared[key] = self._inverse_unbatched(product)
-        full = self._shared[key]
-        return full[np.ix_(*(np.arange(-(k - 1), k) % n
-                             for k, n in zip(shape, self.lengths)))]
+                return product
+            if X.shape[0] == 1:
+                return X[0, ..., d] * np.conj(X[0, ..., c])
+            return np.einsum("b...,b...->...", np.conj(X[..., c]), X[..., d])
+
+        key = ("autocorrelation", c, d)
+        if key not in self._shared:
+            lags = [np.arange(-(r - 1), r) for r in reach]
+            if c == d:
+                lags[0] = np.arange(reach[0])
+            full = self.lags(key, spectrum, lags)
+            if c == d:  # the negative l_0 by the symmetry
+                mirrored = np.conj(np.flip(full[1:], axis=tuple(range(len(reach)))))
+                full = np.concatenate([mirrored, full])
+            self._shared[key] = {"lags": full}
+        full = self._shared[key]["lags"]
+        return full[tuple(slice(r - k, r + k - 1) for k, r in zip(shape, reach))]
+
+    def lags(self, key, spectrum, indices):
+        """``ifft(S)[np.ix_(*indices)]`` (indices modulo the lengths; trailing axes kept) of
+        the unbatched spectrum ``S = spectrum()``, made once per `key` for every operator on
+        the block; its full inverse is kept once it has been computed (see `inverse_at`)."""
+        entry = self._shared.setdefault(key, {})
+        if "full" not in entry:
+            if "spectrum" not in entry:
+                entry["spectrum"] = spectrum()
+            if self._pruning_pays(entry["spectrum"], indices):
+                return self._pruned_inverse(entry["spectrum"], indices)
+            entry["full"] = self._inverse_unbatched(entry.pop("spectrum"))
+        return entry["full"][np.ix_(*(np.asarray(i) % n
+                                      for i, n in zip(indices, self.lengths)))]
+
+    def inverse_at(self, spectrum, indices):
+        """``ifft(spectrum)[np.ix_(*indices)]`` over the spatial axes of an unbatched
+        spectrum (*L, ...), indices modulo the lengths, trailing axes kept.
+
+        A few lags of a long transform (a kernel's, of a large tile) are cheaper as a pruned
+        inverse: the inverse DFT at the wanted indices only, a matrix product, along every
+        axis but the last, then one short inverse FFT per remaining line.
+        """
+        if self._pruning_pays(spectrum, indices):
+            return self._pruned_inverse(spectrum, indices)
+        return self._inverse_unbatched(spectrum)[np.ix_(
+            *(np.asarray(i) % n for i, n in zip(indices, self.lengths)))]
+
+    def _pruning_pays(self, spectrum, indices):
+        """Whether the pruned inverse costs less than the full one (matrix products run
+        several times faster per operation than an FFT; estimates, not measurements)."""
+        ndim = len(self.lengths)
+        if ndim == 1:
+            return False
+        total = int(np.prod(self.lengths))
+        trailing = spectrum.size // max(1, int(np.prod(spectrum.shape[:ndim])))
+        cost, rest = 0, spectrum.size
+        for axis in range(ndim - 1):
+            n, wanted = self.lengths[axis], len(indices[axis])
+            rest //= n
+            cost += wanted * n * rest
+            rest *= wanted
+        return 1.5 * cost < 2.5 * total * np.log2(total) * trailing
+
+    def _pruned_inverse(self, spectrum, indices):
+        ndim = len(self.lengths)
+        out = spectrum
+        for axis in range(ndim - 1):
+            n = self.lengths[axis]
+            wanted = np.asarray(indices[axis]) % n
+            phase = (np.outer(wanted, np.arange(n)) % n) * (2 * np.pi / n)  # exact turns
+            dft = (np.cos(phase) + 1j * np.sin(phase)) / n
+            out = np.moveaxis(np.tensordot(dft, out, axes=(1, axis)), 0, axis)
+        n = self.lengths[-1]
+        if self.real:
+            last = scipy.fft.irfft(out, n=n, axis=ndim - 1, workers=-1)
+        else:
+            last = scipy.fft.ifft(out, n=n, axis=ndim - 1, workers=-1)
+        return np.take(last, np.asarray(indices[-1]) % n, axis=ndim - 1)
 
     def _real_parts(self, array, apply):
         """`apply` to a complex `array` against a real block: real and imaginary parts."""
@@ -264,10 +335,8 @@ class Applied:
             product = np.sum(X * R, axis=0)
         else:
             product = np.einsum("b...c,b...o->...co", X, R)
-        correlation = self._inverse_unbatched(product)
         # lag -j of the cyclic correlation sum_m conj(x[m]) r[m + tau]
-        index = np.ix_(*((-np.arange(k)) % n for k, n in zip(op.shape, self.lengths)))
-        return correlation[index]
+        return self.inverse_at(product, [-np.arange(k) for k in op.shape])
 
     def _inverse_unbatched(self, spectrum):
         axes = tuple(range(len(self.operator.shape)))

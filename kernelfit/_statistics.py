@@ -469,15 +469,14 @@ def _rhs(applied, y, channels, key, margins):
     that far inside the tile's), from the tile's own correlation, kept in the block's shared
     cache, less the frame of samples it leaves out: no transform of its own."""
     shape = applied.operator.shape
-    if margins is None or key not in applied._shared:  # (the tile was summed directly)
-        correlation = _correlation(applied, y, channels)
+    if margins is None or (key, "y") not in applied._shared:  # (summed directly)
         if margins is None:
-            applied._shared[key] = (correlation, y)
-        return _at_taps(correlation, shape, applied.lengths)
-    correlation, tile_y = applied._shared[key]
+            applied._shared[key, "y"] = y
+        return _correlation(applied, y, channels, key, shape)
+    tile_y = applied._shared[key, "y"]
     frame = _frame_correlation(applied.block[..., channels], tile_y, shape, margins)
-    return _at_taps(correlation, shape, applied.lengths,
-                    tuple(low for low, _ in margins)) - frame
+    return _correlation(applied, tile_y, channels, key, shape,
+                        tuple(low for low, _ in margins)) - frame
 
 
 def _spectral(stats, applied, target, usable, layout, margins=None):
@@ -544,29 +543,31 @@ def _spectral(stats, applied, target, usable, layout, margins=None):
         yy[system] += np.real(np.einsum("ij,ij->j", flat.conj(), flat))
 
 
-def _correlation(applied, y, channels):
-    """The cyclic correlations ``c[t] = sum_b sum_m conj(x_c[b, m]) y[b, m + t]`` of the
-    block's input `channels` with the columns of `y`, (*L, k, R): one product of transforms
-    and one inverse per channel and column."""
-    def correlate(values):
-        R = applied.transform(values)  # (B, *L, R)
-        X = applied.spectra
-        if X.shape[0] == 1 and len(channels) == 1 and R.shape[-1] == 1:
-            product = R[0, ..., 0] * np.conj(X[0, ..., channels[0]])
-            product = product[..., np.newaxis, np.newaxis]
-        else:
-            product = np.einsum("b...c,b...r->...cr", np.conj(X[..., channels]), R)
-        return applied._inverse_unbatched(product)
-
-    return applied._real_parts(y, correlate)
-
-
-def _at_taps(correlation, shape, lengths, shift=None):
-    """``A^H y`` (tap-major, channel-minor), (m, R), from `_correlation`: tap j meets
-    ``y[n]`` at ``x[n + j - shift]`` (shift: where the windows start, within the tiles')."""
+def _correlation(applied, y, channels, key, shape, shift=None):
+    """``A^H y`` (tap-major, channel-minor), (m, R), from the cyclic correlations
+    ``c[t] = sum_b sum_m conj(x_c[b, m]) y[b, m + t]`` of the block's input `channels` with
+    the columns of `y`: one product of transforms per channel and column, kept under `key`
+    for every support on the block. Tap j meets ``y[n]`` at ``x[n + j - shift]`` (shift:
+    where the windows start, within the tile's)."""
     shift = shift or (0,) * len(shape)
-    index = np.ix_(*((s - np.arange(k)) % n for k, n, s in zip(shape, lengths, shift)))
-    return correlation[index].reshape(-1, correlation.shape[-1])
+    index = [s - np.arange(k) for k, s in zip(shape, shift)]
+
+    def part(values, name):
+        def spectrum():
+            R = applied.transform(values)  # (B, *L, R)
+            X = applied.spectra
+            if X.shape[0] == 1 and len(channels) == 1 and R.shape[-1] == 1:
+                product = R[0, ..., 0] * np.conj(X[0, ..., channels[0]])
+                return product[..., np.newaxis, np.newaxis]
+            return np.einsum("b...c,b...r->...cr", np.conj(X[..., channels]), R)
+
+        return applied.lags((key, name), spectrum, index)  # (*K, k, R)
+
+    if applied.real and np.iscomplexobj(y):
+        correlation = part(y.real, "real") + 1j * part(y.imag, "imaginary")
+    else:
+        correlation = part(y, "")
+    return correlation.reshape(-1, correlation.shape[-1])
 
 
 def _frame_correlation(block, y, shape, margins):
@@ -752,6 +753,12 @@ def _end_products(a, b, shape, subset, ends):
                         for e in (a_end, b_end))
         rest_sizes = [a_end.shape[-1]]
     pairs = [i for t in range(count) for i in (t, count + t)]  # (r.., s..) -> (r0, s0, ..)
+    if len(rest) == 1 and a_end.shape[count] == 1:  # one axis of lags: cache-sized chunks
+        k = shape[rest[0]]
+        lags = _lagged_products(a_end.reshape(n_corner, -1), b_end.reshape(n_corner, -1), k)
+        for i in range(2 * k - 1):
+            X[..., i] = np.transpose(lags[i].reshape(corner + corner), pairs)
+        return X
     lead = (slice(None),) * (count + 1)
     for lag in itertools.product(*[range(-(shape[r] - 1), shape[r]) for r in rest]):
         a_part = a_end[lead + tuple(slice(max(0, -g), n - max(0, g))
@@ -762,6 +769,23 @@ def _end_products(a, b, shape, subset, ends):
         where = tuple(g + shape[r] - 1 for g, r in zip(lag, rest))
         X[(Ellipsis,) + where] = np.transpose(product.reshape(corner + corner), pairs)
     return X
+
+
+def _lagged_products(a, b, k):
+    """``P[g + k - 1] = sum_n a[:, n] b[:, n + g]^T`` for the lags ``|g| < k``, (2k - 1, r, r):
+    a GEMM per lag over chunks of the columns small enough to stay in cache for every lag
+    (the rows are the few end slices, the columns long: each product reads far more than
+    it computes)."""
+    rows, n = a.shape
+    out = np.zeros((2 * k - 1, rows, rows), dtype=np.result_type(a, b))
+    chunk = max(512, (1 << 15) // max(1, rows))
+    for start in range(0, n, chunk):
+        stop = min(n, start + chunk)
+        for i, g in enumerate(range(-(k - 1), k)):
+            lo, hi = max(start, -g), min(stop, n - g)
+            if hi > lo:
+                out[i] += a[:, lo:hi] @ b[:, lo + g:hi + g].T
+    return out
 
 
 def _corner_term(a, b, shape, grid, sign):
