@@ -137,6 +137,39 @@ def test_fft_statistics_equal_the_windows_own(case):
     _close(spectral, direct, rtol=1e-11)
 
 
+@given(st.integers(1, 3), st.booleans(), st.integers(0, 2**32 - 1))
+def test_a_few_lags_by_the_pruned_inverse_equal_the_full_inverses(ndim, complex_, seed):
+    """The pruned inverse DFT at a few indices (and the cached lags) equals the full inverse
+    FFT there, whichever of the two the block chooses."""
+    rng = np.random.default_rng(seed)
+    shape = tuple(int(rng.integers(4, 40 if ndim < 3 else 12)) for _ in range(ndim))
+    block = rng.standard_normal((1,) + shape + (1,))
+    if complex_:
+        block = block + 1j * rng.standard_normal(block.shape)
+    applied = Operator((3,) * ndim, "shared", 1, 1).on(block)
+    spectrum = applied.spectra[0, ..., 0] * rng.standard_normal(applied.spectra.shape[1:-1])
+    full = (np.fft.irfftn if not complex_ else np.fft.ifftn)(
+        spectrum, s=applied.lengths, axes=tuple(range(ndim)))
+    indices = [rng.integers(-n, 2 * n, size=int(rng.integers(1, 6))) for n in applied.lengths]
+    expected = full[np.ix_(*(i % n for i, n in zip(indices, applied.lengths)))]
+    scale = np.abs(full).max()
+    assert np.abs(applied._pruned_inverse(spectrum, indices) - expected).max() <= 1e-12 * scale
+    assert np.abs(applied.inverse_at(spectrum, indices) - expected).max() <= 1e-12 * scale
+    lags = applied.lags("test", lambda: spectrum, indices)
+    assert np.abs(lags - expected).max() <= 1e-12 * scale
+    autocorrelation = np.zeros((5,) * ndim, dtype=block.dtype)
+    for lag in np.ndindex(*autocorrelation.shape):
+        shift = np.array(lag) - 2
+        a = block[0, ..., 0][tuple(slice(max(0, -d), n - max(0, d)) for d, n in
+                                   zip(shift, shape))]
+        b = block[0, ..., 0][tuple(slice(max(0, d), n - max(0, -d)) for d, n in
+                                   zip(shift, shape))]
+        autocorrelation[lag] = np.vdot(a, b)
+    found = applied.autocorrelation(0, 0, (3,) * ndim)  # half by symmetry, cached
+    np.testing.assert_allclose(found, autocorrelation, atol=1e-12 * np.abs(block).max() ** 2
+                               * block.size)
+
+
 @given(st.sampled_from(["shared", "separate", "full"]), st.integers(1, 3), st.booleans(),
        st.booleans(), st.integers(0, 2**32 - 1))
 def test_operator_adjoint_dot_test(layout, ndim, complex_, fft, seed):
