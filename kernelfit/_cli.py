@@ -112,7 +112,7 @@ def build_parser():
                      help="kernel size: K, KxL (rows x columns), or auto (found from the data)")
     fit.add_argument("--max-size", type=int, default=15,
                      help="with --size auto: the largest support tried (default 15)")
-    _geometry_options(fit, auto=True)
+    _geometry_options(fit, fit=True)
     fit.add_argument("--method", default="lstsq", choices=["lstsq", "pinv", "ridge", "tf"],
                      help="solver (default lstsq)")
     fit.add_argument("--reg", type=_reg, help="ridge parameter, or 'gcv' (with --method ridge)")
@@ -147,7 +147,7 @@ def build_parser():
                        help="kernel file (.npy, .txt, .csv, .json) or name:key=value,...")
     apply.add_argument("-o", "--output", required=True, metavar="OUT",
                        help="image file, or .npy for the floating-point result")
-    _geometry_options(apply, mode_default="same", boundary_default="fill")
+    _geometry_options(apply, fit=False)
     apply.add_argument("--float", action="store_true",
                        help="keep the floating-point result (write .npy or .tif)")
 
@@ -177,22 +177,32 @@ def build_parser():
     return parser
 
 
-def _geometry_options(parser, mode_default=None, boundary_default=None, auto=False):
-    parser.add_argument("--mode", choices=["same", "valid", "full"], default=mode_default,
-                        help="output geometry" + (" (default: from the shapes)"
-                                                  if mode_default is None else ""))
-    parser.add_argument("--boundary", default=boundary_default,
-                        choices=["fill", "constant", "edge", "wrap", "symmetric", "symm",
-                                 "reflect"] + (["auto"] if auto else []),
-                        help="edge rule" + (" (default: use only samples that do not depend "
-                                            "on it; auto: find it from the border)"
-                                            if boundary_default is None else ""))
+EDGE_RULES = ["fill", "constant", "edge", "wrap", "symmetric", "symm", "reflect"]
+
+
+def _geometry_options(parser, fit):
+    """--mode, --boundary, --convention, --origin: for `fit` (what to find) or for `apply`
+    (what to override in a kernel file)."""
+    parser.add_argument("--mode", choices=["same", "valid", "full"],
+                        help="output geometry (default: " + (
+                            "from the shapes)" if fit else "the kernel file's, else same)"))
+    if fit:
+        parser.add_argument("--boundary", default="auto", choices=EDGE_RULES + ["auto", "none"],
+                            help="edge rule (default auto: found from the border, and "
+                            "recorded in the kernel file; none: fit only samples that do not "
+                            "depend on it)")
+    else:
+        parser.add_argument("--boundary", choices=EDGE_RULES,
+                            help="edge rule (default: the kernel file's, else fill)")
     parser.add_argument("--convention", choices=["convolution", "correlation"],
-                        help="kernel orientation (default convolution)")
-    parser.add_argument("--origin", type=_size_or_auto if auto else _size, default=(0,),
+                        help="kernel orientation (default: " + (
+                            "convolution)" if fit else "the kernel file's, else convolution)"))
+    parser.add_argument("--origin", type=_size_or_auto if fit else _size,
+                        default=(0,) if fit else None,
                         help="anchor shift in 'same' mode: N or NxM" + (
                             ", or auto: every placement of the size (a causal filter, a "
-                            "library that anchors kernels elsewhere)" if auto else ""))
+                            "library that anchors kernels elsewhere)" if fit else
+                            " (default: the kernel file's, else 0)"))
 
 
 def _size_or_auto(text):
@@ -244,7 +254,10 @@ def run_fit(args):
         raise UsageError(f"--reg is used only with --method ridge; got --method {args.method}")
     if args.method == "ridge" and args.reg is None:
         raise UsageError("--method ridge needs --reg: a non-negative number, or gcv")
-    fit = fit_kernel(image, target, size, mode=args.mode, boundary=args.boundary,
+    boundary = None if args.boundary == "none" else args.boundary
+    if boundary == "auto" and args.mode == "valid":
+        boundary = None  # 'valid' outputs never depend on an edge rule
+    fit = fit_kernel(image, target, size, mode=args.mode, boundary=boundary,
                      convention=args.convention or "convolution", method=args.method,
                      options=_method_options(args.method, args.reg), bias=args.bias,
                      channel_axis=channel_axis, channels=channels, mask=mask, origin=origin,
@@ -263,7 +276,8 @@ def run_fit(args):
     if args.kernel_file:
         from ._io import write_kernel
         extra = {"psnr_db": None if not np.isfinite(psnr) else round(float(psnr), 3),
-                 "input": args.input, "output": args.output}
+                 "input": args.input, "output": args.output,
+                 "output_dtype": str(target.dtype)}
         if identification is not None:
             extra.update(identification=identification.description,
                          identified=identification.matches,
@@ -308,25 +322,80 @@ def _describe(path, array):
     return f"{path} ({shape} {kind} {array.dtype})"
 
 
+# kernelfit's edge rules in scipy.ndimage's and OpenCV's names (filter2D has no wrap)
+NDIMAGE_MODES = {"fill": "constant", "edge": "nearest", "wrap": "grid-wrap",
+                 "symmetric": "reflect", "reflect": "mirror"}
+OPENCV_BORDERS = {"fill": "cv2.BORDER_CONSTANT", "edge": "cv2.BORDER_REPLICATE",
+                  "symmetric": "cv2.BORDER_REFLECT", "reflect": "cv2.BORDER_REFLECT_101"}
+
+
+def recipes(fit):
+    """How to re-apply the fitted filter exactly, as (library, Python expression) pairs: the
+    expressions use `image`, `K` (fit.kernel), `bias`, `np`, and the library's module
+    (`kernelfit`, `scipy`, `cv2`, `ImageFilter`), and give the fitted output (Pillow's:
+    rounded to 8 bits). Other libraries are listed only where they do exactly that: a 2-D
+    odd kernel at origin 0, one kernel for every channel, an edge rule they have."""
+    from ._validation import BOUNDARIES
+
+    boundary = None if fit.boundary is None else BOUNDARIES[fit.boundary]
+    boundary = {"constant": "fill"}.get(boundary, boundary)
+    plus_bias = "" if fit.bias is None else " + bias"
+    shared = fit.channels in (None, "shared")
+    found = [("kernelfit", "fit.predict(image)  or  kernelfit apply IMAGE KERNEL.json")]
+    options = [f"convention={fit.convention!r}"] if fit.convention != "convolution" else []
+    if fit.mode != "same":
+        options.append(f"mode={fit.mode!r}")
+    if boundary not in (None, "fill"):
+        options.append(f"boundary={boundary!r}")
+    if fit.fillvalue != 0 and boundary == "fill":
+        options.append(f"fillvalue={fit.fillvalue!r}")
+    if any(fit.origin):
+        options.append(f"origin={tuple(fit.origin)!r}")
+    if fit.channel_axis is not None:
+        options.append(f"channel_axis={fit.channel_axis}, channels={fit.channels!r}")
+    if fit.mode != "same" or boundary is not None:
+        found.append(("kernelfit", "kernelfit.convolve(image, K" + "".join(
+            f", {option}" for option in options) + ")" + plus_bias))
+    simple = (len(fit.size) == 2 and shared and fit.mode == "same" and not any(fit.origin)
+              and all(k % 2 for k in fit.size) and not np.iscomplexobj(fit.kernel))
+    if not simple:
+        return found
+    flip = fit.convention == "convolution"
+    if boundary is not None and fit.channel_axis is None:  # (ndimage: no channel axis)
+        function = "convolve" if flip else "correlate"
+        cval = f", cval={fit.fillvalue!r}" if boundary == "fill" and fit.fillvalue else ""
+        found.append(("scipy", f"scipy.ndimage.{function}(image.astype(float), K, "
+                      f"mode={NDIMAGE_MODES[boundary]!r}{cval}){plus_bias}"))
+    if boundary in OPENCV_BORDERS and not (boundary == "fill" and fit.fillvalue):
+        kernel = "K[::-1, ::-1]" if flip else "K"
+        found.append(("OpenCV", f"cv2.filter2D(image.astype(np.float64), -1, {kernel}, "
+                      f"borderType={OPENCV_BORDERS[boundary]}){plus_bias}"
+                      + ("  (filter2D correlates)" if flip else "")))
+    if fit.frame is not None and fit.size in ((3, 3), (5, 5)) and all(
+            before == after == k // 2 for (before, after), k in zip(fit.frame, fit.size)) \
+            and np.ndim(fit.bias) == 0:
+        weights = "K[:, ::-1]" if flip else "K[::-1, :]"
+        offset = "" if fit.bias is None else ", offset=bias"
+        found.append(("Pillow", f"Image.fromarray(image).filter(ImageFilter.Kernel(K.shape, "
+                      f"{weights}.ravel().tolist(), scale=1{offset}))  (8-bit)"))
+    return found
+
+
 def usage_note(fit):
-    """How to apply the kernel with scipy, OpenCV and Pillow (2-D kernels)."""
-    if fit.kernel.ndim != 2 or len(fit.size) != 2:
-        return "  use it with kernelfit.convolve(image, kernel, convention=" \
-               f"{fit.convention!r}, ...)"
-    if fit.convention == "convolution":
-        lines = ["scipy:  scipy.ndimage.convolve(image, K)  or  "
-                 "scipy.signal.convolve2d(image, K, mode='same')",
-                 "OpenCV: cv2.filter2D(image, -1, K[::-1, ::-1])  (filter2D correlates)",
-                 "Pillow: ImageFilter.Kernel(K.shape, K[:, ::-1].ravel(), scale=1)"]
-    else:
-        lines = ["scipy:  scipy.ndimage.correlate(image, K)",
-                 "OpenCV: cv2.filter2D(image, -1, K)",
-                 "Pillow: ImageFilter.Kernel(K.shape, K[::-1, :].ravel(), scale=1)"]
-    if fit.bias is not None:
-        lines.append("then add the bias")
-    if any(k % 2 == 0 for k in fit.size):
-        lines.append("even sizes: tools anchor them differently (see kernelfit.convolve)")
-    return "\n".join(f"  {line}" for line in lines)
+    """The `recipes`, as lines of the report."""
+    return "to re-apply it:\n" + "\n".join(f"  {library + ':':10} {expression}"
+                                           for library, expression in recipes(fit))
+
+
+def _edge_text(fit):
+    if fit.boundary is not None:
+        return fit.boundary
+    if fit.frame is not None:
+        widths = sorted({w for pair in fit.frame for w in pair})
+        width = (f"{widths[0]}-sample" if len(widths) == 1 else
+                 "(" + ", ".join(f"{a}/{b}" for a, b in fit.frame) + ")-sample")
+        return f"none (the filter left a {width} frame as it was; predict and apply copy it)"
+    return "none (interior samples only)"
 
 
 def report(fit, input_path, output_path, image, target, psnr, identification=None):
@@ -337,7 +406,7 @@ def report(fit, input_path, output_path, image, target, psnr, identification=Non
     lines = [
         f"input:  {_describe(input_path, image)}",
         f"output: {_describe(output_path, target)}",
-        f"geometry: mode={fit.mode}, boundary={fit.boundary or 'none (interior samples only)'}"
+        f"geometry: mode={fit.mode}, boundary={_edge_text(fit)}"
         + (f", origin={fit.origin}" if any(fit.origin) else "")
         + (f", channels={fit.channels}" if fit.channels else ""),
         "",
@@ -382,18 +451,18 @@ def report(fit, input_path, output_path, image, target, psnr, identification=Non
 # --- identify -------------------------------------------------------------------------------
 
 def run_identify(args):
-    import json
-
     from ._identify import identify
+    from ._io import read_fit
 
-    kernel, recorded = read_kernel(args.kernel)
     stderr = origin = None
     if args.kernel.lower().endswith(".json"):  # judged against the fit's standard errors
-        with open(args.kernel) as handle:
-            content = json.load(handle)
-        if content.get("stderr") is not None and kernel.ndim == len(content.get("size", [])):
-            stderr = np.array(content["stderr"], dtype=float)  # null (undetermined): NaN
-            origin = tuple(content.get("origin") or (0,) * kernel.ndim)
+        fit, content = read_fit(args.kernel)
+        kernel, recorded = np.asarray(fit.kernel), fit.convention
+        if content.get("stderr") is not None and kernel.ndim == len(fit.size):
+            stderr = np.asarray(fit.stderr)  # NaN where not determined
+            origin = fit.origin
+    else:
+        kernel, recorded = read_kernel(args.kernel)
     result = identify(kernel, tolerance=args.tolerance, stderr=stderr, origin=origin,
                       convention=args.convention or recorded or "convolution")
     if not args.quiet:
@@ -451,28 +520,84 @@ def load_kernel(text, convention):
 
 
 def run_apply(args):
-    from . import convolve
     from ._io import write_image
-    from .synth import quantize
 
     image, notes = read_image(args.image)
     for note in notes:
         _say(f"note: {note}", args.quiet)
-    kernel, convention = load_kernel(args.kernel, args.convention)
     check_output_path(args.output, inputs=(args.image, args.kernel))
-    colour = image.ndim == 3 and image.shape[-1] in (3, 4)
-    origin = args.origin if len(args.origin) > 1 else args.origin[0]
-    result = convolve(image, kernel, mode=args.mode, boundary=args.boundary,
-                      convention=convention, channel_axis=-1 if colour else None,
-                      origin=origin)
-    if not args.float and np.issubdtype(image.dtype, np.integer):
-        result = quantize(result, image.dtype)
-    elif args.output.lower().endswith((".tif", ".tiff")):
-        result = result.astype(np.float32)
+    if args.kernel.lower().endswith(".json") and os.path.exists(args.kernel):
+        result, dtype = _apply_fit(args, image)
+    else:
+        kernel, convention = load_kernel(args.kernel, args.convention)
+        colour = image.ndim == 3 and image.shape[-1] in (3, 4)
+        origin = 0 if args.origin is None else (
+            args.origin if len(args.origin) > 1 else args.origin[0])
+        from . import convolve
+        result = convolve(image, kernel, mode=args.mode or "same",
+                          boundary=args.boundary or "fill", convention=convention,
+                          channel_axis=-1 if colour else None, origin=origin)
+        dtype = image.dtype
+    result = _output_values(result, dtype, args)
     write_image(args.output, result)
     _say(f"wrote {args.output} ({'x'.join(map(str, result.shape))} {result.dtype})",
          args.quiet)
     return EXIT_OK
+
+
+def _apply_fit(args, image):
+    """A kernel file from `kernelfit fit -o`, applied as fitted: kernel, bias, mode, edge
+    rule (or the frame the filter left unchanged), origin, channels and convention, each
+    overridden by its option when given. Returns the result and the dtype to round to."""
+    import dataclasses
+
+    from ._io import read_fit
+
+    fit, content = read_fit(args.kernel)
+    changes = {name: value for name, value in (
+        ("mode", args.mode), ("boundary", args.boundary), ("convention", args.convention),
+        ("origin", None if args.origin is None else tuple(args.origin) * (
+            len(fit.size) if len(args.origin) == 1 else 1))) if value is not None}
+    if "origin" in changes and len(changes["origin"]) != len(fit.size):
+        raise UsageError(f"--origin needs {len(fit.size)} values for {args.kernel}'s "
+                         f"{len(fit.size)}-D kernel")
+    if "boundary" in changes:
+        changes["frame"] = None
+    colour = image.ndim == len(fit.size) + 1
+    if fit.channel_axis is not None and not colour:
+        raise UsageError(f"{args.kernel} was fitted to images with channels; {args.image} "
+                         f"has shape {image.shape}")
+    if fit.channel_axis is None and colour:  # a grey fit: every channel alike
+        if np.ndim(fit.bias) > 0:
+            raise UsageError(f"{args.kernel} has one bias per channel but no channel axis")
+        changes.update(channel_axis=-1, channels="shared")
+    if image.ndim not in (len(fit.size), len(fit.size) + 1):
+        raise UsageError(f"{args.kernel} holds a {len(fit.size)}-D kernel; {args.image} has "
+                         f"shape {image.shape}")
+    fit = dataclasses.replace(fit, **changes)
+    boundary = None
+    if fit.mode == "same" and fit.boundary is None and fit.frame is None:
+        boundary = "fill"
+        _say(f"note: {args.kernel} records no edge rule (the fit found none that reproduces "
+             f"the border); the border samples use --boundary fill", args.quiet)
+    result = fit.predict(image, boundary=boundary)
+    recorded = content.get("output_dtype")
+    try:
+        dtype = np.dtype(recorded) if isinstance(recorded, str) else image.dtype
+    except TypeError:
+        dtype = image.dtype
+    return result, dtype
+
+
+def _output_values(result, dtype, args):
+    """The result as written: rounded to an integer `dtype` unless --float."""
+    from .synth import quantize
+
+    if not args.float and np.issubdtype(dtype, np.integer):
+        return quantize(result, dtype)
+    if args.output.lower().endswith((".tif", ".tiff")):
+        return result.astype(np.float32)
+    return result
 
 
 # --- demo -----------------------------------------------------------------------------------

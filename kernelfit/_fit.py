@@ -240,4 +240,5 @@ def _result(problem, choice, estimate, total):
         n_masked=total - estimate.n_equations, reg=estimate.reg,
         loss_history=estimate.loss_history, n_steps=estimate.n_steps,
         stop_reason=estimate.stop_reason, device=estimate.device,
-        size_scores=choice.size_scores, boundary_scores=choice.boundary_scores)
+        size_scores=choice.size_scores, boundary_scores=choice.boundary_scores,
+        frame=choice.frame)

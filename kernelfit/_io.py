@@ -88,16 +88,31 @@ def read_kernel(path):
     path = str(path)
     if suffix(path) != ".json":
         return read_array(path, "kernel"), None
+    fit, _ = read_fit(path)
+    return np.asarray(fit.kernel), fit.convention
+
+
+def read_fit(path):
+    """A kernelfit .json kernel file: the KernelFit it records (see `fit_to_dict`) and the
+    file's whole content (the command line's notes too)."""
+    path = str(path)
     _check_readable(path)
     try:
         with open(path) as handle:
             content = json.load(handle)
-        kernel = np.asarray(content["kernel"], dtype=float)
-        if "kernel_imag" in content:
-            kernel = kernel + 1j * np.asarray(content["kernel_imag"], dtype=float)
-    except (ValueError, KeyError, TypeError, OSError) as exc:
-        raise FileError(f"{path}: not a kernelfit kernel file ({exc})") from None
-    return kernel, content.get("convention")
+    except RecursionError:
+        raise FileError(f"{path}: not a kernelfit kernel file (nested too deeply)") from None
+    except (ValueError, OSError) as exc:
+        raise FileError(f"{path}: not a kernelfit kernel file ({_first_line(exc)})") from None
+    try:
+        return fit_from_dict(content), content
+    except (ValueError, TypeError, KeyError, OverflowError, RecursionError) as exc:
+        raise FileError(f"{path}: not a usable kernelfit kernel file: "
+                        f"{_first_line(exc)}") from None
+
+
+def _first_line(exc):
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def _check_readable(path):
@@ -208,16 +223,183 @@ def _plain(value):
     return value
 
 
+# The kernel file: everything `KernelFit.predict` needs to re-apply the filter (kernel, bias,
+# convention, mode, boundary, fill value, origin, channel layout, the unchanged frame), the
+# diagnostics, and which kernelfit wrote it.
+FORMAT = "kernelfit-kernel"
+FORMAT_VERSION = 1
+_FIELDS = ("convention", "method", "mode", "boundary", "fillvalue", "origin", "frame", "size",
+           "channels", "channel_axis", "bias", "bias_stderr", "stderr", "residual_rms", "r2",
+           "n_equations", "n_unknowns", "rank", "identifiable", "condition_number",
+           "n_masked", "reg", "n_steps", "stop_reason", "device", "boundary_scores")
+
+
 def fit_to_dict(fit, extra=None):
-    """A KernelFit as a JSON-ready dict: the kernel and every diagnostic."""
+    """A KernelFit as a JSON-ready dict: the kernel, how to re-apply it, and every
+    diagnostic (`fit_from_dict` reads it back)."""
+    from . import __version__
+
     kernel = np.asarray(fit.kernel)
-    content = {"kernel": _plain(kernel.real)}
+    content = {"format": FORMAT, "format_version": FORMAT_VERSION,
+               "kernelfit_version": __version__, "kernel": _plain(kernel.real)}
     if np.iscomplexobj(kernel):
         content["kernel_imag"] = _plain(kernel.imag)
-    for name in ("convention", "method", "mode", "boundary", "origin", "size", "channels",
-                 "channel_axis", "bias", "bias_stderr", "stderr", "residual_rms", "r2",
-                 "n_equations", "n_unknowns", "rank", "identifiable", "condition_number",
-                 "n_masked", "reg", "n_steps", "stop_reason", "device"):
-        content[name] = _plain(getattr(fit, name))
+    for name in _FIELDS:
+        if name == "identifiable":
+            content[name] = bool(fit.identifiable)
+        else:
+            content[name] = _plain(getattr(fit, name))
     content.update(extra or {})
     return content
+
+
+def fit_from_dict(content):
+    """The KernelFit a kernel file records; every field is checked (ValueError or
+    TypeError naming it). Files without the re-application fields (plain kernels, older
+    files) get the defaults of `kernelfit.convolve`."""
+    from ._result import KernelFit
+    from ._validation import BOUNDARIES, CONVENTIONS, MODES
+
+    if not isinstance(content, dict):
+        raise ValueError(f"expected a JSON object; got {type(content).__name__}")
+    if content.get("format", FORMAT) != FORMAT:
+        raise ValueError(f"format {content.get('format')!r} is not {FORMAT!r}")
+    version = content.get("format_version", 1)
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise ValueError(f"format_version {version!r}: this kernelfit reads up to "
+                         f"{FORMAT_VERSION}; upgrade kernelfit")
+    if "kernel" not in content:
+        raise ValueError("no 'kernel' field")
+    kernel = _numbers(content["kernel"], "kernel")
+    if kernel.size == 0:
+        raise ValueError("'kernel' is empty")
+    if "kernel_imag" in content:
+        imaginary = _numbers(content["kernel_imag"], "kernel_imag")
+        if imaginary.shape != kernel.shape:
+            raise ValueError(f"'kernel_imag' has shape {imaginary.shape}; 'kernel' has "
+                             f"{kernel.shape}")
+        kernel = kernel + 1j * imaginary
+
+    def choice(name, choices, default):
+        value = content.get(name, default)
+        if value is not None and value not in choices:
+            raise ValueError(f"{name!r} must be one of {', '.join(map(repr, choices))}; "
+                             f"got {value!r}")
+        return value
+
+    convention = choice("convention", CONVENTIONS, "convolution") or "convolution"
+    mode = choice("mode", MODES, "same") or "same"
+    boundary = choice("boundary", tuple(BOUNDARIES), None)
+    channels = choice("channels", ("shared", "separate", "full"), None)
+    channel_axis = content.get("channel_axis")
+    if channel_axis is not None and not _is_int(channel_axis):
+        raise ValueError(f"'channel_axis' must be an integer or null; got {channel_axis!r}")
+    if (channels is None) != (channel_axis is None):
+        raise ValueError("'channels' and 'channel_axis' go together (both or neither)")
+    extra_axes = {None: (0,), "shared": (0,), "separate": (1,), "full": (1, 2)}[channels]
+    size = _integers(content.get("size", list(kernel.shape[:kernel.ndim - extra_axes[-1]])),
+                     "size")
+    if not size or tuple(size) != kernel.shape[:len(size)] or \
+            kernel.ndim - len(size) not in extra_axes:
+        raise ValueError(f"'size' {list(size)} does not match the kernel's shape "
+                         f"{kernel.shape} with channels {channels!r}")
+    origin = _integers(content.get("origin") or [0] * len(size), "origin")
+    if len(origin) != len(size):
+        raise ValueError(f"'origin' {list(origin)} needs {len(size)} values")
+    frame = content.get("frame")
+    if frame is not None:
+        frame = tuple(tuple(_integers(pair, "frame")) for pair in frame)
+        if len(frame) != len(size) or any(len(p) != 2 or min(p) < 0 for p in frame):
+            raise ValueError(f"'frame' needs {len(size)} pairs of non-negative integers; got "
+                             f"{content['frame']!r}")
+    fillvalue = _scalar(content.get("fillvalue", 0), "fillvalue")
+    bias = content.get("bias")
+    if bias is not None:
+        bias = _bias(bias)
+    stderr = content.get("stderr")
+    stderr = (np.full(kernel.shape, np.nan) if stderr is None else
+              _numbers(stderr, "stderr", missing=np.nan))
+    if stderr.shape != kernel.shape:
+        raise ValueError(f"'stderr' has shape {stderr.shape}; 'kernel' has {kernel.shape}")
+    bias_stderr = content.get("bias_stderr")
+    if bias_stderr is not None:
+        bias_stderr = _numbers(bias_stderr, "bias_stderr", missing=np.nan)
+        bias_stderr = bias_stderr.item() if bias_stderr.ndim == 0 else bias_stderr
+
+    def number(name, default, kind=float):
+        value = content.get(name)
+        if value is None:
+            return default
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{name!r} must be a number; got {value!r}")
+        return kind(value)
+
+    n_unknowns = number("n_unknowns", kernel.size + (0 if bias is None else np.size(bias)),
+                        int)
+    scores = content.get("boundary_scores")
+    if scores is not None:
+        if not isinstance(scores, dict):
+            raise ValueError("'boundary_scores' must be an object")
+        scores = {str(rule): (np.nan if v is None else float(v)) for rule, v in scores.items()}
+    return KernelFit(
+        kernel=kernel, size=tuple(size), bias=bias, stderr=stderr, bias_stderr=bias_stderr,
+        method=str(content.get("method") or "file"), mode=mode, boundary=boundary,
+        convention=convention, fillvalue=fillvalue, origin=tuple(origin),
+        channel_axis=channel_axis, channels=channels,
+        residual_rms=number("residual_rms", np.nan), r2=number("r2", np.nan),
+        n_equations=number("n_equations", 0, int), n_unknowns=n_unknowns,
+        rank=number("rank", n_unknowns, int),
+        condition_number=number("condition_number", np.nan),
+        n_masked=number("n_masked", 0, int), boundary_scores=scores, frame=frame)
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _integers(values, name):
+    if not isinstance(values, (list, tuple)) or not all(_is_int(v) for v in values):
+        raise ValueError(f"{name!r} must be a list of integers; got {values!r}")
+    return [int(v) for v in values]
+
+
+def _scalar(value, name):
+    """A number, or a complex one as written by `_plain` ({'real': .., 'imag': ..})."""
+    if isinstance(value, dict) and set(value) == {"real", "imag"}:
+        return complex(_scalar(value["real"], name), _scalar(value["imag"], name))
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name!r} must be a number; got {value!r}")
+    if not np.isfinite(value):
+        raise ValueError(f"{name!r} must be finite; got {value!r}")
+    return value
+
+
+def _bias(value):
+    if isinstance(value, list):
+        values = [_scalar(v, "bias") for v in value]
+        return np.asarray(values, dtype=complex if any(isinstance(v, complex) for v in values)
+                          else float)
+    return _scalar(value, "bias")
+
+
+def _numbers(values, name, missing=None):
+    """A nested list of numbers (null: `missing`, when allowed) as a float array."""
+    def check(value, depth):
+        if depth > 32:
+            raise ValueError(f"{name!r} is nested more than 32 deep")
+        if isinstance(value, list):
+            return [check(v, depth + 1) for v in value]
+        if value is None and missing is not None:
+            return missing
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{name!r} must hold numbers; found {value!r}")
+        return value
+
+    try:
+        array = np.asarray(check(values, 0), dtype=float)
+    except ValueError as exc:
+        raise ValueError(f"{name!r} is not a rectangular array of numbers "
+                         f"({_first_line(exc)})") from None
+    if not np.all(np.isfinite(array) | np.isnan(array) & (missing is not None)):
+        raise ValueError(f"{name!r} must be finite")
+    return array

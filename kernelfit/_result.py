@@ -101,6 +101,11 @@ class KernelFit:
     boundary_scores : dict or None
         ``boundary='auto'``: the RMS residual of the border samples under each edge rule
         ('unchanged': the output's border equals the input's).
+    frame : tuple or None
+        When ``boundary='auto'`` found that the filter left the output's border as it was
+        in the input (Pillow's Kernel filters do): per spatial axis, the widths
+        ``(before, after)`` of that frame, which `predict` copies from its input.
+        `boundary` is then None. None otherwise.
     """
 
     kernel: np.ndarray
@@ -130,6 +135,7 @@ class KernelFit:
     device: object = None
     size_scores: object = None
     boundary_scores: object = None
+    frame: object = None
 
     def __post_init__(self):
         for name in ("kernel", "stderr", "bias", "bias_stderr", "reg", "loss_history"):
@@ -187,7 +193,8 @@ class KernelFit:
         boundary : str, optional
             Edge rule for samples that depend on it. Defaults to the fitted rule; a fit
             with ``boundary=None`` in 'same' mode did not determine one, and those border
-            samples are NaN unless a rule is given here.
+            samples are NaN unless a rule is given here (or copied from `input` in the
+            `frame` that the filter was found to leave unchanged).
 
         Returns
         -------
@@ -208,12 +215,19 @@ class KernelFit:
             output = output + bias
         if rule is None and self.mode == "same":
             spatial = [n for axis, n in enumerate(output.shape) if axis != channel_axis]
-            inside = list(interior(spatial, self.size, self.convention, self.origin))
-            if channel_axis is not None:
-                inside.insert(channel_axis, slice(None))
-            border = np.ones(output.shape, dtype=bool)
-            border[tuple(inside)] = False
-            output[border] = np.nan
+
+            def outside(box):
+                where = np.ones(spatial, dtype=bool)
+                where[tuple(box)] = False
+                return (where if channel_axis is None else
+                        np.broadcast_to(np.expand_dims(where, channel_axis), output.shape))
+
+            output[outside(interior(spatial, self.size, self.convention, self.origin))] = \
+                np.nan
+            if self.frame is not None:  # the filter left these samples as they were
+                kept = outside(slice(before, n - after)
+                               for (before, after), n in zip(self.frame, spatial))
+                output[kept] = np.asarray(input)[kept]
         return output
 
     def __repr__(self):

@@ -48,6 +48,7 @@ class Choice:
     size_scores: object = None
     boundary_scores: object = None
     boundary_noise: object = None   # interior residual RMS, when no rule reproduced the border
+    frame: object = None   # per axis (before, after): the border the filter left unchanged
 
 
 # --- the first pass ----------------------------------------------------------------------
@@ -384,10 +385,14 @@ def _edge_rule(problem, first, support, size_scores):
     if best == "unchanged":
         # The filter left a frame as it was (Pillow's Kernel filters do, as wide as their
         # nominal kernel): fit without it, however small the kernel found inside it.
-        boxes = tuple(inside.intersect(_changed(pair)) for pair, inside in
-                      zip(problem.pairs, interior))
+        changed = [_changed(pair) for pair in problem.pairs]
+        boxes = tuple(inside.intersect(box) for box, inside in zip(changed, interior))
+        frame = tuple((min(box.start[axis] for box in changed),
+                       min(shape[axis] - box.stop[axis]
+                           for box, shape in zip(changed, in_shapes)))
+                      for axis in range(problem.n_spatial))
         return Choice(Design(support, boxes, None, None), size_scores=size_scores,
-                      boundary_scores=scores)
+                      boundary_scores=scores, frame=frame)
     design = Design(support, tuple(region(shape, support, "same", BOUNDARIES[best])
                                    for shape in in_shapes), BOUNDARIES[best], best)
     return Choice(design, size_scores=size_scores, boundary_scores=scores)

@@ -34,8 +34,10 @@ def run(capsys, *argv):
 def test_fit_reports_the_kernel_quality_and_identifiability(pair, capsys):
     status, out, err = run(capsys, "fit", *pair, "--size", "3")
     assert status == 0 and err == ""
-    for part in ("kernel K, 3x3, convolution orientation", "scipy.ndimage.convolve(image, K)",
-                 "cv2.filter2D(image, -1, K[::-1, ::-1])", "R^2", "PSNR", "dB",
+    for part in ("kernel K, 3x3, convolution orientation", "to re-apply it:",
+                 "scipy.ndimage.convolve(image.astype(float), K, mode='nearest')",
+                 "cv2.filter2D(image.astype(np.float64), -1, K[::-1, ::-1], "
+                 "borderType=cv2.BORDER_REPLICATE)", "R^2", "PSNR", "dB",
                  "identifiable: yes (rank 9 of 9 unknowns", "masked or saturated"):
         assert part in out
     assert "5." in out and "-1." in out  # the sharpen kernel's coefficients
@@ -107,7 +109,8 @@ def test_colour_16bit_alpha_and_mask(tmp_path, capsys):
                          "--size", "3", "--mask", tmp_path / "mask.png", "-o", json_path)
     assert status == 0 and "uint16" in out
     content = json.loads(json_path.read_text())
-    assert content["n_masked"] == 19 * 58  # rows 1..19 of the interior (row 0 is border)
+    # the edge rule is found (fill: synthesize's default), so the border counts too
+    assert content["boundary"] == "fill" and content["n_masked"] == 20 * 60
     np.testing.assert_allclose(content["kernel"], kernels.box(3), atol=1e-3)
 
 
@@ -194,10 +197,12 @@ def test_apply_kernel_files_and_float_output(pair, capsys, tmp_path):
                kernel_json)[0] == 0
     result_path = tmp_path / "again.npy"
     assert run(capsys, "apply", pair[0], kernel_json, "--float", "-o", result_path)[0] == 0
-    kernel = np.array(json.loads(kernel_json.read_text())["kernel"])
+    content = json.loads(kernel_json.read_text())
     image = np.asarray(Image.open(pair[0]))
-    # The JSON file records its orientation: applying it uses it.
-    np.testing.assert_allclose(np.load(result_path), kernelfit.correlate(image, kernel))
+    # The JSON file records its orientation and edge rule: applying it uses them.
+    assert content["convention"] == "correlation" and content["boundary"] == "edge"
+    np.testing.assert_allclose(np.load(result_path), kernelfit.correlate(
+        image, np.array(content["kernel"]), boundary="edge"))
     np.savetxt(tmp_path / "k.csv", kernels.box(3), delimiter=",")
     assert run(capsys, "apply", pair[0], tmp_path / "k.csv", "-o", tmp_path / "b.png")[0] == 0
     colour = tmp_path / "colour.png"
