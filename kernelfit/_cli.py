@@ -57,14 +57,31 @@ class UsageError(Exception):
     """A problem with the user's request; printed as one line, exit status 2."""
 
 
+class Terminated(Exception):
+    """SIGTERM or SIGHUP arrived: unwind (removing temporary files) and exit 128 + signal."""
+
+    def __init__(self, signum):
+        super().__init__(signum)
+        self.signum = signum
+
+
 def main(argv=None):
-    """Run the kernelfit command line; return the exit status."""
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if args.command is None:
-        parser.print_help()
-        return EXIT_USAGE
+    """Run the kernelfit command line; return the exit status.
+
+    Every failure is one line on stderr, ``kernelfit: error: ...``, with status 2 (an
+    unexpected exception too: ``--debug`` shows its traceback); Ctrl-C exits 130, SIGTERM
+    and SIGHUP 128 + the signal, a closed pipe 141, each without a traceback and leaving no
+    temporary file.
+    """
+    argv = sys.argv[1:] if argv is None else [str(a) for a in argv]
+    debug = "--debug" in argv
+    restore = _on_signals()
     try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if args.command is None:
+            parser.print_help()
+            return EXIT_USAGE
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             status = args.run(args)
@@ -72,12 +89,109 @@ def main(argv=None):
             _say(f"kernelfit: warning: {_one_line(warning.message)}", quiet=False)
         return status
     except (UsageError, FileError, ValueError, TypeError, ImportError, OSError) as exc:
-        print(f"kernelfit: error: {_one_line(exc)}", file=sys.stderr)
-        return EXIT_USAGE
+        if isinstance(exc, BrokenPipeError):
+            return _broken_pipe()
+        if debug:
+            raise
+        return _error(exc)
+    except KeyboardInterrupt:
+        print("kernelfit: interrupted", file=sys.stderr)
+        return 130
+    except Terminated as exc:
+        print(f"kernelfit: terminated by signal {exc.signum}", file=sys.stderr)
+        return 128 + exc.signum
+    except MemoryError as exc:
+        if debug:
+            raise
+        return _error(f"out of memory{': ' + str(exc) if str(exc) else ''}; try smaller "
+                      f"inputs or a smaller kernel")
+    except Exception as exc:  # a bug: one line, and how to see more
+        if debug:
+            raise
+        return _error(f"internal error ({type(exc).__name__}: {exc}); run again with --debug "
+                      f"for the traceback, and please report it")
+    finally:
+        restore()
+
+
+def _error(message):
+    try:
+        print(f"kernelfit: error: {_one_line(message)}", file=sys.stderr)
+    except BrokenPipeError:
+        pass
+    return EXIT_USAGE
+
+
+def _broken_pipe():
+    """The reader of our output went away (``kernelfit demo | head -1``): stop quietly."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())  # so that Python's exit flush does not fail
+    except (OSError, ValueError):
+        pass
+    return 141
+
+
+def _on_signals():
+    """Turn SIGTERM and SIGHUP into `Terminated` while the command runs (the main thread
+    only: signal handlers belong to it); returns what puts the old handlers back."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def handler(signum, frame):
+        raise Terminated(signum)
+
+    wanted = [getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)]
+    previous = {signum: signal.signal(signum, handler) for signum in wanted}
+
+    def restore():
+        for signum, old in previous.items():
+            signal.signal(signum, old)
+
+    return restore
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its errors as one line (`UsageError`)."""
+
+    def error(self, message):
+        raise UsageError(f"{message} (see '{self.prog} --help')")
 
 
 def _one_line(message):
-    return " ".join(str(message).split())
+    return _cli_words(" ".join(str(message).split()))
+
+
+def _tuple_flag(flag):
+    def replace(match):
+        values = [v.strip() for v in match.group(1).split(",") if v.strip()]
+        return f"{flag} {'x'.join(values)}"
+    return replace
+
+
+# The library's advice in the command line's words: fit_kernel(bias=True) is --bias here.
+CLI_WORDS = [
+    (r"\(see mask= and saturated=\)", "(see --mask)"),
+    (r"\bbias=True\b", "--bias"),
+    (r"\bmask=", "--mask"),
+    (r"\b(size|origin|boundary|mode|convention)='(\w+)'", r"--\1 \2"),
+    (r"\borigin=\(([-\d, ]+)\)", _tuple_flag("--origin")),
+    (r"\borigin=(-?\d+)", r"--origin \1"),
+    (r"\bchannels='(\w+)'", r"--color \1"),
+    (r"\bmax_size\b", "--max-size"),
+    (r"\b(mode|boundary)=(?=[\s,;.)]|$)", r"--\1"),
+]
+
+
+def _cli_words(text):
+    import re
+
+    for pattern, replacement in CLI_WORDS:
+        text = re.sub(pattern, replacement, text)
+    return text
 
 
 def _say(text, quiet):
@@ -86,7 +200,7 @@ def _say(text, quiet):
 
 
 def build_parser():
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="kernelfit", description="Recover the convolution kernel of an unknown linear "
         "filter from its input and output.")
     parser.add_argument("--version", action="version", version=f"kernelfit {__version__}")
@@ -95,6 +209,8 @@ def build_parser():
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-q", "--quiet", action="store_true",
                         help="print nothing but errors and warnings")
+    common.add_argument("--debug", action="store_true",
+                        help="show the traceback of an unexpected error")
 
     def command(name, help, examples, run):
         sub = commands.add_parser(name, help=help, description=help, epilog=examples,
@@ -230,7 +346,16 @@ def _reg(text):
 
 def run_fit(args):
     from . import fit_kernel
+    from ._io import KERNEL_SUFFIXES
 
+    inputs = (args.input, args.output, args.mask)
+    if args.kernel_file:
+        check_output_path(args.kernel_file, inputs, KERNEL_SUFFIXES, "kernel")
+    if args.plot:
+        check_output_path(args.plot, inputs, (".png",), "figure (PNG)")
+    if args.kernel_file and args.plot and os.path.abspath(args.kernel_file) == \
+            os.path.abspath(args.plot):
+        raise UsageError(f"-o and --plot name the same file {args.plot}")
     image, input_notes = read_image(args.input)
     target, output_notes = read_image(args.output)
     for note in input_notes + output_notes:
@@ -270,9 +395,6 @@ def run_fit(args):
     identification = identify(fit) if fit.kernel.ndim == len(fit.size) else None
     if not args.quiet:
         print(report(fit, args.input, args.output, image, target, psnr, identification))
-    for path in (args.kernel_file, args.plot):
-        if path:
-            check_output_path(path, inputs=(args.input, args.output, args.mask))
     if args.kernel_file:
         from ._io import write_kernel
         extra = {"psnr_db": None if not np.isfinite(psnr) else round(float(psnr), 3),
@@ -522,10 +644,12 @@ def load_kernel(text, convention):
 def run_apply(args):
     from ._io import write_image
 
+    from ._io import IMAGE_SUFFIXES
+
+    check_output_path(args.output, (args.image, args.kernel), IMAGE_SUFFIXES + (".npy",))
     image, notes = read_image(args.image)
     for note in notes:
         _say(f"note: {note}", args.quiet)
-    check_output_path(args.output, inputs=(args.image, args.kernel))
     if args.kernel.lower().endswith(".json") and os.path.exists(args.kernel):
         result, dtype = _apply_fit(args, image)
     else:
@@ -609,6 +733,13 @@ def run_demo(args):
     from .data import portrait
     from .synth import synthesize
 
+    path = None
+    if args.out:
+        if os.path.exists(args.out) and not os.path.isdir(args.out):
+            raise UsageError(f"--out {args.out}: is a file, not a directory")
+        os.makedirs(args.out, exist_ok=True)
+        path = os.path.join(args.out, "demo.png")
+        check_output_path(path)
     image = portrait()
     hidden = DEMO_KERNELS[args.kernel]()
     output = synthesize(image, hidden, boundary="edge", noise=args.noise, dtype=np.uint8,
@@ -629,10 +760,8 @@ def run_demo(args):
               f"residual RMS {fit.residual_rms:.3g} grey levels (8-bit rounding alone gives "
               f"{1 / np.sqrt(12):.3g}); identifiable: {'yes' if fit.identifiable else 'NO'}, "
               f"condition number {fit.condition_number:.3g}")
-    if args.out:
+    if path:
         from ._plot import fit_figure
-        path = os.path.join(args.out, "demo.png")
-        check_output_path(path)
         fit_figure(path, image, output, fit.predict(image, boundary="edge"), fit,
                    titles=("input: portrait", f"output: hidden {args.kernel}, 8-bit"))
         _say(f"wrote {path}", args.quiet)
@@ -656,6 +785,8 @@ def side_by_side(named):
 def run_animate(args):
     from ._plot import sliding_window_gif
 
+    check_output_path(args.output, (args.image, args.kernel), (".gif",), "animation")
+
     if args.image is None:
         image = np.array([[10.0, 10, 10, 0, 0]] * 5)
         stride = args.stride or 1
@@ -677,18 +808,27 @@ def run_animate(args):
                          f"got {kernel.shape}")
     if args.stride is not None and args.stride < 1 or args.fps <= 0:
         raise UsageError("--stride and --fps must be positive")
-    check_output_path(args.output, inputs=(args.image, args.kernel))
+    frames = int(np.prod([-(-(n - k + 1) // stride) for n, k in zip(image.shape,
+                                                                    kernel.shape)]))
+    if frames > MAX_FRAMES:
+        raise UsageError(f"{frames} frames (an image {image.shape[1]} wide, stride {stride}); "
+                         f"at most {MAX_FRAMES}: use a smaller --width or a larger --stride")
     frames = sliding_window_gif(args.output, image, kernel, convention=convention,
                                 stride=stride, fps=args.fps)
     _say(f"wrote {args.output} ({frames} frames)", args.quiet)
     return EXIT_OK
 
 
+# An animation draws every frame in memory before writing the GIF: a few minutes at most.
+MAX_FRAMES = 2000
+MAX_WIDTH = 400
+
+
 def _resize(image, width):
     from PIL import Image
 
-    if width < 3:
-        raise UsageError("--width must be at least 3")
+    if not 3 <= width <= MAX_WIDTH:
+        raise UsageError(f"--width must be from 3 to {MAX_WIDTH}; got {width}")
     height = max(3, round(image.shape[0] * width / image.shape[1]))
     picture = Image.fromarray(np.asarray(image, dtype=np.float32))
     return np.asarray(picture.resize((width, height), Image.Resampling.LANCZOS), dtype=float)

@@ -72,9 +72,9 @@ def _placement(problem, first, choice):
                 f"leaves a residual RMS of {found.rms:.3g}")
     if found.same_size:
         origin = found.support.origin(convention)
-        _warn(f"the kernel is misplaced: at origin={origin} a {_size(support)} kernel "
+        _warn(f"the kernel is misplaced: at origin {origin} a {_size(support)} kernel "
               f"{explains}, against a residual RMS of {found.chosen_rms:.3g} at "
-              f"origin={support.origin(convention)} (a causal filter, or a library that "
+              f"origin {support.origin(convention)} (a causal filter, or a library that "
               f"anchors kernels elsewhere). Pass origin={origin}, or origin='auto'.",
               ModelWarning)
     else:

@@ -122,18 +122,25 @@ def _check_readable(path):
         raise FileError(f"{path}: is a directory, not a file")
 
 
-def check_output_path(path, inputs=()):
-    """Refuse to write onto an input, or into a directory that does not exist."""
+def check_output_path(path, inputs=(), suffixes=None, what="output"):
+    """Refuse, before any work, to write onto an input or a special file (a FIFO, a
+    device), into a directory that does not exist, or with a suffix not in `suffixes`."""
     path = str(path)
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
         raise FileError(f"{path}: directory {folder} does not exist")
     if os.path.isdir(path):
         raise FileError(f"{path}: is a directory; give a file name")
+    if os.path.exists(path) and not os.path.isfile(path):
+        raise FileError(f"{path}: is not a regular file (a FIFO, a device, ...); refusing to "
+                        f"replace it")
     for source in inputs:
         if source is not None and os.path.exists(path) and os.path.exists(str(source)) \
                 and os.path.samefile(path, str(source)):
             raise FileError(f"{path}: refusing to overwrite an input file")
+    if suffixes is not None and suffix(path) not in suffixes:
+        article = "an" if what[0] in "aeiou" else "a"
+        raise FileError(f"{path}: {article} {what} file must end in {', '.join(suffixes)}")
 
 
 @contextlib.contextmanager

@@ -339,7 +339,7 @@ def test_a_causal_filter_at_the_default_origin_warns_and_names_the_origin(rng, s
     else:  # Keras Conv1D(padding="causal") correlates with the taps reversed
         y = kernelfit.correlate(signal, fir[::-1], origin=7)
     with pytest.warns(kernelfit.ModelWarning, match=r"the kernel is misplaced: at "
-                                                    r"origin=\(-7,\) a 15-tap kernel fits "
+                                                    r"origin \(-7,\) a 15-tap kernel fits "
                                                     r"the output exactly, .* Pass "
                                                     r"origin=\(-7,\), or origin='auto'"):
         fit = fit_kernel(signal, y, 15)
