@@ -29,6 +29,7 @@ def diagnose(problem, first, choice, estimate, fit):
     _boundary(choice)
     if not problem.checks:
         return
+    _determined(fit)
     # A kernel too small or misplaced, or a non-linear filter, leaves a best linear kernel
     # that differs between regions: the shift-invariance test would blame the wrong cause.
     if problem.mode == "same" and problem.size != "auto" and problem.origin != "auto" \
@@ -36,6 +37,23 @@ def diagnose(problem, first, choice, estimate, fit):
         return
     if not _linearity(problem, first, estimate, fit) and problem.mode != "full":
         _shift_invariance(problem, first, choice, fit)
+
+
+# Above this condition number, standard errors as large as every coefficient come from the
+# input's lack of texture (not from a large residual, which the model checks explain).
+ILL_CONDITIONED = 1e6
+
+
+def _determined(fit):
+    """A full-rank fit so ill-conditioned that no coefficient stands out of its errors."""
+    stderr = np.asarray(fit.stderr)
+    if fit.identifiable and fit.condition_number > ILL_CONDITIONED and \
+            np.all(fit.negligible) and np.any(stderr > 0):
+        _warn(f"no coefficient of the kernel differs from zero by more than 3 standard "
+              f"errors (the largest is {np.nanmax(stderr):.3g}; condition number "
+              f"{fit.condition_number:.3g}): the data do not determine this kernel, although "
+              f"it is identifiable in principle. A more textured image, more pairs, a "
+              f"smaller size, or method='ridge' would help.", IdentifiabilityWarning)
 
 
 def _identifiability(fit):

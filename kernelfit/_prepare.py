@@ -205,9 +205,15 @@ def prepare(input, output, size, *, mode, boundary, fillvalue, convention, origi
         raise ValueError(f"origin must be an integer, a sequence of integers, or 'auto'; got "
                          f"{origin!r}")
 
+    if channel_axis is None and channels != "shared":
+        raise ValueError(f"channels={channels!r} needs channel_axis (the axis of the input's "
+                         f"channels); got channel_axis=None")
     inputs, outputs = _as_pairs(input, output)
     masks = _as_masks(mask, len(inputs))
     n = len(inputs)
+    inputs = [_unmasked_input(x, _name("input", i, n)) for i, x in enumerate(inputs)]
+    for i, y in enumerate(outputs):
+        outputs[i], masks[i] = _unmasked_output(y, masks[i], channel_axis)
     first = _as_array(inputs[0], _name("input", 0, n))
     if channel_axis is not None:
         if first.ndim < 2:
@@ -357,6 +363,40 @@ def _as_array(value, name):
     if int(np.prod(array.shape)) == 0:
         raise ValueError(f"{name} must not be empty; got shape {array.shape}")
     return array
+
+
+def _unmasked_input(x, name):
+    """The data of a numpy.ma input; its masked samples would be read by the windows of
+    many outputs, which cannot be left out here: refused, saying what works."""
+    if isinstance(x, np.ma.MaskedArray):
+        if np.ma.getmaskarray(x).any():
+            raise ValueError(f"{name} is a masked array with masked samples: the fit cannot "
+                             f"leave out the windows that read them; fill them "
+                             f"({name.split('[')[0]}.filled(value)) and mask the outputs "
+                             f"they reach with mask=")
+        return np.ma.getdata(x)
+    return x
+
+
+def _unmasked_output(y, mask, channel_axis):
+    """The data of a numpy.ma output and `mask` narrowed to its unmasked samples."""
+    if not isinstance(y, np.ma.MaskedArray):
+        return y, mask
+    unmasked = ~np.ma.getmaskarray(y)
+    y = np.ma.getdata(y)
+    if unmasked.all():
+        return y, mask
+    if mask is None:
+        return y, unmasked
+    mask = np.asarray(mask)
+    if mask.dtype != bool:
+        return y, mask  # refused, naming it, where masks are checked
+    if channel_axis is not None and mask.ndim == unmasked.ndim - 1:
+        mask = np.expand_dims(mask, channel_axis % unmasked.ndim)
+    try:
+        return y, mask & unmasked
+    except ValueError:
+        return y, mask  # a mask of the wrong shape: refused, naming it, below
 
 
 def _is_pair_list(value):

@@ -168,3 +168,59 @@ def test_cli_errors_name_the_cli_flags():
     assert _cli_words("use channels='full'") == "use --color full"
     assert _cli_words("max_size must be a positive integer") == \
         "--max-size must be a positive integer"
+
+
+# --- the library -----------------------------------------------------------------------------
+
+def test_a_masked_output_leaves_its_masked_samples_out():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((40, 40))
+    y = kernelfit.convolve(x, kernels.box(3))
+    junk = y.copy()
+    junk[5:10, 5:10] = 1e6
+    masked = np.ma.masked_array(junk, mask=np.zeros(y.shape, bool))
+    masked[5:10, 5:10] = np.ma.masked
+    fit = kernelfit.fit_kernel(x, masked, 3)
+    np.testing.assert_allclose(fit.kernel, kernels.box(3), atol=1e-10)
+    assert fit.n_masked == 25
+    also = np.ones(y.shape, bool)
+    also[20:22] = False  # with mask=: both are left out
+    assert kernelfit.fit_kernel(x, masked, 3, mask=also).n_masked == 25 + 2 * 38
+    colour = np.ma.masked_array(np.stack([y, junk, y], -1), mask=False)
+    colour[5:10, 5:10, 1] = np.ma.masked
+    fit = kernelfit.fit_kernel(np.stack([x] * 3, -1), colour, 3, channel_axis=-1,
+                               channels="separate", mask=also)
+    assert fit.n_masked == 3 * 2 * 38 + 25
+
+
+def test_a_masked_input_is_refused_saying_what_works():
+    x = np.ma.masked_array(np.random.default_rng(0).standard_normal((20, 20)), mask=False)
+    y = kernelfit.convolve(x.data, kernels.box(3))
+    kernelfit.fit_kernel(x, y, 3)  # nothing masked: fine
+    x[3, 3] = np.ma.masked
+    with pytest.raises(ValueError, match=r"input is a masked array with masked samples.*"
+                                         r"input\.filled\(value\)"):
+        kernelfit.fit_kernel(x, y, 3)
+
+
+@pytest.mark.parametrize("channels", ["separate", "full"])
+def test_channels_without_a_channel_axis_is_refused(channels):
+    x = np.ones((10, 10, 3))
+    with pytest.raises(ValueError, match=rf"channels='{channels}' needs channel_axis"):
+        kernelfit.fit_kernel(x, x, 3, channels=channels)
+
+
+def test_a_kernel_the_data_do_not_determine_is_reported_whatever_the_rank():
+    """A very smooth input: full rank, condition number ~1e9, standard errors as large as
+    the coefficients, which are off by as much: the fit must say so."""
+    import scipy.ndimage
+
+    rng = np.random.default_rng(0)
+    image = scipy.ndimage.gaussian_filter(rng.standard_normal((100, 100)), 8) * 2000
+    output = kernelfit.convolve(image, kernels.gaussian(7, 1.5), boundary="edge") + \
+        rng.standard_normal(image.shape)
+    with pytest.warns(kernelfit.IdentifiabilityWarning, match=r"no coefficient of the kernel "
+                      r"differs from zero by more than 3 standard errors .* the data do not "
+                      r"determine this kernel"):
+        fit = kernelfit.fit_kernel(image, output, 7)
+    assert fit.identifiable and fit.condition_number > 1e8
