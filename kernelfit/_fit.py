@@ -11,7 +11,7 @@ from ._prepare import prepare
 from ._result import KernelFit
 from ._search import choose, plan
 from ._solve import get_solver
-from ._statistics import first_pass, statistics_for
+from ._statistics import available_memory, first_pass, gram_bytes, statistics_for
 
 __all__ = ["fit_kernel"]
 
@@ -136,11 +136,18 @@ def fit_kernel(input, output, size, *, mode=None, boundary=None, fillvalue=0,
         usable samples.
     TypeError
         For arguments of the wrong type.
+    MemoryError
+        Before anything is allocated, when the normal equations of the support the fit
+        needs (`size`; `max_size` with ``size='auto'``; ``2 * size - 1`` taps per axis with
+        ``origin='auto'``) would not fit in the memory available; it says how much they
+        need and which size would fit.
 
     Warns
     -----
     IdentifiabilityWarning
-        When the data do not determine the kernel: the minimum-norm kernel is returned.
+        When the data do not determine the kernel: the minimum-norm kernel is returned. Also
+        when the kernel is identifiable but so ill-conditioned that no coefficient differs
+        from zero by three standard errors.
     ModelWarning
         When the data contradict the model (see `checks`), or no edge rule reproduces the
         border with ``boundary='auto'``.
@@ -197,7 +204,9 @@ def fit_kernel(input, output, size, *, mode=None, boundary=None, fillvalue=0,
                       channel_axis=channel_axis, channels=channels, mask=mask,
                       saturated=saturated, method=method, options=options,
                       max_size=max_size, checks=checks)
-    first = first_pass(problem, *plan(problem))  # the one pass over the pixels
+    planned = plan(problem)
+    _check_memory(problem, planned[0], planned[3])
+    first = first_pass(problem, *planned)  # the one pass over the pixels
     choice = choose(problem, first)
     design = choice.design
     total = sum(box.size for box in design.boxes) * problem.n_out
@@ -209,6 +218,31 @@ def fit_kernel(input, output, size, *, mode=None, boundary=None, fillvalue=0,
     fit = _result(problem, choice, estimate, total)
     diagnose(problem, first, choice, estimate, fit)
     return fit
+
+
+def _check_memory(problem, support, evidence):
+    """Refuse, before anything is allocated, a fit whose normal equations would not fit in
+    the memory available, saying how much they need and which kernel would fit."""
+    needed = gram_bytes(problem, support, evidence)
+    available = available_memory()
+    if available is None or needed <= 0.8 * available:
+        return
+    # the largest square (cubic, ...) support of the same dimension that would fit
+    ndim = support.ndim
+    side = max(1, int((needed and (0.8 * available / needed)) ** (1 / (2 * ndim))
+                      * support.size ** (1 / ndim)))
+    what = ("size='auto' searches up to max_size" if problem.size == "auto" else
+            "origin='auto' fits every placement (2 * size - 1 taps per axis)"
+            if problem.origin == "auto" else f"a {_shape_text(support.shape)} kernel")
+    raise MemoryError(
+        f"the normal equations need about {needed / 2**30:.1f} GiB ({support.size} taps: "
+        f"{what}) and {available / 2**30:.1f} GiB of memory is available; about "
+        f"{_shape_text((side,) * ndim)} would fit: pass a smaller size"
+        + (" or max_size" if problem.size == "auto" else ""))
+
+
+def _shape_text(shape):
+    return f"{shape[0]}-tap" if len(shape) == 1 else "x".join(map(str, shape))
 
 
 def _result(problem, choice, estimate, total):

@@ -119,6 +119,39 @@ def zeros(support, layout, n_in, n_out, joint, dtype):
                       np.zeros((systems, size, columns), dtype), np.zeros((systems, columns)))
 
 
+def gram_bytes(problem, support, evidence=None):
+    """Bytes the normal equations of a fit take at their peak: the Gram matrices of the top
+    band and the total (and of the evidence's support), and the solver's working copies
+    (the centred matrix, its factor and inverse, or an eigendecomposition)."""
+    channels = problem.n_in if problem.layout == "full" else 1
+    systems = 1 if problem.layout == "shared" or (problem.layout == "full" and problem.joint) \
+        else problem.n_out
+    item = 16 if np.iscomplexobj(np.zeros(0, problem.dtype)) else 8
+
+    def square(taps):
+        return float(taps.size * channels + channels) ** 2 * item
+
+    largest = square(support) if evidence is None else max(square(support), square(evidence))
+    return systems * (2 * square(support) + (0 if evidence is None else square(evidence))) \
+        + 3 * largest
+
+
+def available_memory():
+    """Bytes of memory available now (Linux: MemAvailable), or None where unknown."""
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        import os
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, OSError, ValueError):
+        return None
+
+
 # --- the pass over the pixels -------------------------------------------------------------
 
 # Samples (times channels) per tile: bounds the memory of a tile's FFTs and windows. Tiles of

@@ -224,3 +224,28 @@ def test_a_kernel_the_data_do_not_determine_is_reported_whatever_the_rank():
                       r"determine this kernel"):
         fit = kernelfit.fit_kernel(image, output, 7)
     assert fit.identifiable and fit.condition_number > 1e8
+
+
+@pytest.mark.parametrize("size, kwargs, message", [
+    (41, {}, r"need about .* GiB \(1681 taps: a 41x41 kernel\) and 0\.1 GiB of memory is "
+             r"available; about \d+x\d+ would fit: pass a smaller size$"),
+    ("auto", dict(max_size=41), r"size='auto' searches up to max_size.* or max_size$"),
+])
+def test_a_fit_too_large_for_memory_is_refused_before_allocating(monkeypatch, size, kwargs,
+                                                                  message):
+    import kernelfit._fit
+
+    monkeypatch.setattr(kernelfit._fit, "available_memory", lambda: 2**30 // 10)
+    x = np.random.default_rng(0).standard_normal((60, 60))
+    with pytest.raises(MemoryError, match=message):
+        kernelfit.fit_kernel(x, x, size, **kwargs)
+
+
+def test_the_cli_reports_a_fit_too_large_for_memory_on_one_line(files, capsys, monkeypatch):
+    import kernelfit._fit
+
+    monkeypatch.setattr(kernelfit._fit, "available_memory", lambda: 2**20)
+    assert main(["fit", str(files["before"]), str(files["after"]), "--size", "25"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("kernelfit: error: out of memory: the normal equations need") and \
+        err.count("\n") == 1 and "25x25 kernel" in err
