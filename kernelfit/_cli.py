@@ -386,7 +386,7 @@ def run_fit(args):
                      convention=args.convention or "convolution", method=args.method,
                      options=_method_options(args.method, args.reg), bias=args.bias,
                      channel_axis=channel_axis, channels=channels, mask=mask, origin=origin,
-                     max_size=args.max_size)
+                     max_size=args.max_size, progress=_progress(args))
     predicted = fit.predict(image)
     peak = _peak(target)
     psnr = (10 * np.log10(peak ** 2 / fit.residual_rms ** 2) if fit.residual_rms > 0
@@ -414,6 +414,11 @@ def run_fit(args):
         _say(f"wrote {args.plot}", args.quiet)
     failed = not fit.identifiable or fit.stop_reason not in (None, "converged")
     return EXIT_FAILED if args.strict and failed else EXIT_OK
+
+
+def _progress(args):
+    """Progress bars on stderr, on a terminal only, unless -q."""
+    return not args.quiet and sys.stderr.isatty()
 
 
 def _method_options(method, reg):
@@ -814,7 +819,7 @@ def run_animate(args):
         raise UsageError(f"{frames} frames (an image {image.shape[1]} wide, stride {stride}); "
                          f"at most {MAX_FRAMES}: use a smaller --width or a larger --stride")
     frames = sliding_window_gif(args.output, image, kernel, convention=convention,
-                                stride=stride, fps=args.fps)
+                                stride=stride, fps=args.fps, progress=_progress(args))
     _say(f"wrote {args.output} ({frames} frames)", args.quiet)
     return EXIT_OK
 

@@ -19,7 +19,7 @@ __all__ = ["fit_kernel"]
 def fit_kernel(input, output, size, *, mode=None, boundary=None, fillvalue=0,
                convention="convolution", origin=0, bias=False, channel_axis=None,
                channels="shared", mask=None, saturated="auto", method="lstsq", options=None,
-               max_size=15, checks=True):
+               max_size=15, checks=True, progress=False):
     r"""Recover the kernel of a linear filter from its input and output.
 
     Every output sample is a linear function of a window of the input, so the kernel is
@@ -119,6 +119,12 @@ def fit_kernel(input, output, size, *, mode=None, boundary=None, fillvalue=0,
         the output far better; kernels of the top and bottom halves that differ (not
         shift-invariant); a residual that curves with the output level (not linear); an
         offset the model lacks. Each raises a ModelWarning naming what to pass.
+    progress : bool or callable, optional
+        Report the passes over the pixels, tile by tile: True draws a tqdm bar on stderr
+        (tqdm is imported only then); a callable is called as ``progress(stage, done,
+        total)`` with stage 'statistics' or 'residual' and counts of tiles (total None
+        where not known in advance). For fits that take seconds: gigapixel images, many
+        pairs, large kernels.
 
     Returns
     -------
@@ -203,7 +209,7 @@ def fit_kernel(input, output, size, *, mode=None, boundary=None, fillvalue=0,
                       convention=convention, origin=origin, bias=bias,
                       channel_axis=channel_axis, channels=channels, mask=mask,
                       saturated=saturated, method=method, options=options,
-                      max_size=max_size, checks=checks)
+                      max_size=max_size, checks=checks, progress=progress)
     planned = plan(problem)
     _check_memory(problem, planned[0], planned[3])
     first = first_pass(problem, *planned)  # the one pass over the pixels

@@ -17,7 +17,7 @@ from ._solve import (
     standard_errors,
     system_indices,
 )
-from ._statistics import design_pass, design_tiles, embed, taps
+from ._statistics import design_pass, design_tiles, embed, taps, tiles
 
 # Up to this size of patch matrix, method='lstsq' solves densely by SVD (the most robust for
 # rank-deficient data); above it, from the normal equations.
@@ -150,6 +150,9 @@ def residual_pass(problem, design, known, kernel, bias, refine, moments=True):
     slots = _slots(problem)
     shared = problem.layout == "shared"
     m = stats.n_kernel
+    done = problem.progress.start("residual", (
+        sum(tile.target.shape[0] for tile in known.tiles) if known.tiles is not None else
+        sum(1 for _ in tiles(problem, support, design.boxes))) if problem.progress else None)
     for tile in design_tiles(problem, None, design, known):
         applied = tile.applied
         if applied.use_fft:
@@ -183,4 +186,5 @@ def residual_pass(problem, design, known, kernel, bias, refine, moments=True):
                     gradient[system, m, slot] += sums[o]
                 else:
                     gradient[system, m, 0] += sums[o]
+        done(tile.target.shape[0])  # (tiles stacked in a batch)
     return ss_res, gradient, moments

@@ -122,12 +122,17 @@ def fit_figure(path, input, output, predicted, fit, *, used=None, titles=("input
 
 
 def sliding_window_gif(path, image, kernel, *, convention="correlation", stride=1, fps=2,
-                       annotate=None):
+                       annotate=None, progress=False):
     """Write an animated GIF of 'valid' filtering, one frame per output sample (or stride).
 
     Panels: the image with the current window outlined, the window's products with the
     kernel, the kernel (flipped first for convolution), and the output filling in.
+    `progress`: True draws a tqdm bar of the frames on stderr; a callable is called as
+    ``progress('frames', done, total)``.
     """
+    from ._progress import Progress, check_progress
+
+    reporter = Progress(check_progress(progress))
     from matplotlib.animation import FuncAnimation, PillowWriter
     from matplotlib.patches import Rectangle
 
@@ -189,5 +194,7 @@ def sliding_window_gif(path, image, kernel, *, convention="correlation", stride=
 
     animation = FuncAnimation(figure, draw, frames=len(positions), blit=False)
     with atomic_path(path) as temporary:
-        animation.save(temporary, writer=PillowWriter(fps=fps), dpi=80)
+        done = reporter.start("frames", len(positions))
+        animation.save(temporary, writer=PillowWriter(fps=fps), dpi=80,
+                       progress_callback=lambda frame, total: done())
     return len(positions)

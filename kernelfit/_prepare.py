@@ -17,6 +17,7 @@ from ._geometry import (
     support_for,
 )
 from ._operator import LAYOUTS, gather
+from ._progress import Progress, check_progress
 from ._solve import check_options
 from ._validation import (
     BOUNDARIES,
@@ -148,6 +149,7 @@ class Problem:
     options: dict
     joint: bool
     n_masked_outside: int = 0
+    progress: object = None   # a Progress: reports the passes over the pixels
 
     @property
     def pad_mode(self):
@@ -181,9 +183,11 @@ CHANNELS = LAYOUTS
 
 
 def prepare(input, output, size, *, mode, boundary, fillvalue, convention, origin, bias,
-            channel_axis, channels, mask, saturated, method, options, max_size, checks):
+            channel_axis, channels, mask, saturated, method, options, max_size, checks,
+            progress=None):
     """Check every argument of fit_kernel once; return the Problem."""
     options = check_options(method, options)
+    progress = Progress(check_progress(progress))
     check_choice(convention, "convention", CONVENTIONS)
     if mode is not None:
         check_choice(mode, "mode", MODES)
@@ -266,7 +270,8 @@ def prepare(input, output, size, *, mode, boundary, fillvalue, convention, origi
         channels=None if channel_axis is None else ("full" if grey else channels),
         mode=mode, boundary=boundary, fillvalue=fillvalue, convention=convention,
         bias=bool(bias), dtype=dtype, size=size, origin=origin, max_size=int(max_size),
-        checks=bool(checks), method=method, options=options, joint=joint)
+        checks=bool(checks), method=method, options=options, joint=joint,
+        progress=progress)
 
 
 def _geometry(pairs, size, mode, n):

@@ -286,6 +286,8 @@ def accumulate(problem, support, boxes, pad_mode, keep=False, evidence=None):
                                                         evidence.hi)]
     total_bytes, block_bytes = _memory(problem, support, boxes, evidence) if keep else (0, 0)
     kept = [] if keep and total_bytes <= CACHED_TILES * TILE_ELEMENTS * 8 else None
+    done = problem.progress.start("statistics", sum(1 for _ in tiles(problem, support, boxes))
+                                  if problem.progress else None)
     for band, block, pieces in batches(problem, support, boxes, pad_mode, where=True):
         applied = operator.on(block.extended, reach=None if evidence is None
                               else evidence.shape)
@@ -303,6 +305,7 @@ def accumulate(problem, support, boxes, pad_mode, keep=False, evidence=None):
                 applied.block = None  # its transform is all the residual pass needs
             kept.append(Tile(band, support, applied, block.target, block.usable, pieces,
                              pad_mode))
+        done(len(pieces))
     total.add(band0)
     return band0, total, kept, extra
 
