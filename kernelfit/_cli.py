@@ -754,7 +754,7 @@ def run_demo(args):
                      options=_method_options(args.method, "gcv"))
     elapsed = time.perf_counter() - start
     if not args.quiet:
-        print(f"kernelfit demo: the portrait ({image.shape[1]}x{image.shape[0]}, from "
+        print(f"kernelfit demo: the portrait ({image.shape[0]}x{image.shape[1]}, from "
               f"matplotlib's sample data) filtered by a hidden {args.kernel} kernel, "
               f"{'noise ' + format(args.noise, 'g') + ' and ' if args.noise else ''}"
               f"rounded to 8 bits; recovered by {args.method} in {elapsed:.2f} s.\n")
