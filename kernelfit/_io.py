@@ -60,24 +60,69 @@ def read_image(path):
     return array, notes
 
 
+def _physical_memory():
+    """Bytes of memory on this machine, or None where the system does not say."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _check_memory(path, shape, dtype, what):
+    """Refuse, before allocating, an array that a file's header says is larger than this
+    machine's memory."""
+    needed = int(np.prod(shape, dtype=object)) * np.dtype(dtype).itemsize
+    memory = _physical_memory()
+    if memory is not None and needed > memory:
+        raise FileError(f"{path}: its header claims a {'x'.join(map(str, shape))} "
+                        f"{np.dtype(dtype)} {what} ({needed / 2**30:.1f} GiB), more than this "
+                        f"machine's memory ({memory / 2**30:.1f} GiB)")
+
+
 def read_array(path, what="array"):
     """A numeric array from .npy, .txt (whitespace) or .csv (commas)."""
     path = str(path)
     _check_readable(path)
     try:
         if suffix(path) == ".npy":
-            array = np.load(path, allow_pickle=False)
+            array = _read_npy(path, what)
         elif suffix(path) in (".txt", ".csv"):
             delimiter = "," if suffix(path) == ".csv" else None
             array = np.loadtxt(path, delimiter=delimiter, ndmin=1)
         else:
-            raise FileError(f"{path}: a {what} file must end in "
+            raise FileError(f"{path}: {_a(what)} file must end in "
                             f"{', '.join(ARRAY_SUFFIXES)}")
     except (ValueError, OSError) as exc:
-        raise FileError(f"{path}: cannot read a {what}: {exc}") from None
+        raise FileError(f"{path}: cannot read {_a(what)}: {_first_line(exc)}") from None
     if array.dtype.kind not in "biufc":
-        raise FileError(f"{path}: a {what} must be numeric; got dtype {array.dtype}")
+        raise FileError(f"{path}: {_a(what)} must be numeric; got dtype {array.dtype}")
     return array
+
+
+def _read_npy(path, what):
+    """A .npy array, its header checked first: numeric, within memory, and all there."""
+    from numpy.lib import format as npy
+
+    with open(path, "rb") as handle:
+        try:
+            version = npy.read_magic(handle)
+        except ValueError:
+            raise FileError(f"{path}: not a .npy file (no NumPy header)") from None
+        # version 3.0 differs from 2.0 only in allowing UTF-8 in field names
+        read_header = (npy.read_array_header_1_0 if version == (1, 0)
+                       else npy.read_array_header_2_0)
+        shape, _, dtype = read_header(handle)
+        if dtype.kind not in "biufc":
+            raise FileError(f"{path}: {_a(what)} must be numeric; got dtype {dtype}")
+        _check_memory(path, shape, dtype, what)
+        needed = int(np.prod(shape, dtype=object)) * dtype.itemsize
+        held = os.fstat(handle.fileno()).st_size - handle.tell()
+        if held < needed:
+            raise FileError(f"{path}: truncated: its header claims a "
+                            f"{'x'.join(map(str, shape))} {dtype} {what} ({needed} bytes), "
+                            f"the file holds {held} bytes of data")
+        handle.seek(0)
+        return npy.read_array(handle, allow_pickle=False)
 
 
 def read_kernel(path):
@@ -111,6 +156,10 @@ def read_fit(path):
                         f"{_first_line(exc)}") from None
 
 
+def _a(what):
+    return f"{'an' if what[0] in 'aeiou' else 'a'} {what}"
+
+
 def _first_line(exc):
     return " ".join(str(exc).split()) or type(exc).__name__
 
@@ -120,6 +169,8 @@ def _check_readable(path):
         raise FileError(f"{path}: no such file")
     if os.path.isdir(path):
         raise FileError(f"{path}: is a directory, not a file")
+    if os.path.isfile(path) and os.path.getsize(path) == 0:  # a FIFO's size says nothing
+        raise FileError(f"{path}: is empty (0 bytes)")
 
 
 def check_output_path(path, inputs=(), suffixes=None, what="output"):
@@ -139,8 +190,7 @@ def check_output_path(path, inputs=(), suffixes=None, what="output"):
                 and os.path.samefile(path, str(source)):
             raise FileError(f"{path}: refusing to overwrite an input file")
     if suffixes is not None and suffix(path) not in suffixes:
-        article = "an" if what[0] in "aeiou" else "a"
-        raise FileError(f"{path}: {article} {what} file must end in {', '.join(suffixes)}")
+        raise FileError(f"{path}: {_a(what)} file must end in {', '.join(suffixes)}")
 
 
 @contextlib.contextmanager
