@@ -3,9 +3,15 @@ line when reading would mislead (several frames) or could not end well (an empty
 or impossibly large file), and integer outputs saturated exactly at the dtype's limits."""
 
 import io
+import struct
+import subprocess
+import sys
+import zlib
 
+import cv2
 import numpy as np
 import pytest
+from PIL import Image, ImageOps, features
 
 from kernelfit import _io
 from kernelfit._cli import main
@@ -70,3 +76,196 @@ def test_an_npy_of_objects_is_refused_from_its_header(tmp_path):
     with pytest.raises(FileError, match=r"objects\.npy: an image must be numeric; got dtype "
                                         r"object"):
         read_image(path)
+
+
+# --- 16-bit colour in -------------------------------------------------------------------------
+
+def png_chunk(kind, payload):
+    return (struct.pack(">I", len(payload)) + kind + payload
+            + struct.pack(">I", zlib.crc32(kind + payload)))
+
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture
+def colour16(rng):
+    """A 16-bit colour image whose low bytes matter: every value is distinct modulo 256."""
+    return rng.integers(0, 65536, size=(23, 31, 3), dtype=np.uint16)
+
+
+@pytest.mark.parametrize("suffix", [".png", ".tif"])
+@pytest.mark.parametrize("alpha", [False, True])
+def test_16bit_colour_keeps_every_bit(tmp_path, colour16, suffix, alpha):
+    path = tmp_path / f"c16{suffix}"
+    pixels = np.dstack([colour16, colour16[..., :1] // 3]) if alpha else colour16
+    assert cv2.imwrite(str(path), pixels[..., [2, 1, 0, 3][:pixels.shape[-1]]])  # BGR(A)
+    array, notes = read_image(path)
+    assert array.dtype == np.uint16 and array.shape == colour16.shape
+    np.testing.assert_array_equal(array, colour16)
+    assert notes == ([f"{path}: alpha channel dropped"] if alpha else [])
+
+
+def test_16bit_grey_with_alpha_keeps_every_bit(tmp_path, colour16):
+    import imagecodecs
+
+    path = tmp_path / "la16.png"
+    path.write_bytes(imagecodecs.png_encode(np.ascontiguousarray(colour16[..., :2])))
+    array, notes = read_image(path)
+    assert array.dtype == np.uint16 and array.shape == colour16.shape[:2]
+    np.testing.assert_array_equal(array, colour16[..., 0])
+    assert notes == [f"{path}: alpha channel dropped"]
+
+
+def test_reading_images_does_not_import_imagecodecs_until_needed():
+    code = ("import sys, kernelfit, kernelfit._cli, kernelfit._io; "
+            "print('imagecodecs' in sys.modules)")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True).stdout.strip()
+    assert loaded == "False"
+
+
+# --- EXIF orientation -------------------------------------------------------------------------
+
+TRANSPOSE = {2: Image.Transpose.FLIP_LEFT_RIGHT, 3: Image.Transpose.ROTATE_180,
+             4: Image.Transpose.FLIP_TOP_BOTTOM, 5: Image.Transpose.TRANSPOSE,
+             6: Image.Transpose.ROTATE_270, 7: Image.Transpose.TRANSVERSE,
+             8: Image.Transpose.ROTATE_90}
+
+
+def shown(array, orientation):
+    """`array` as a viewer shows it, by Pillow's transposes (one channel at a time)."""
+    if orientation == 1:
+        return array
+    if array.ndim == 3:
+        return np.dstack([shown(array[..., c], orientation) for c in range(array.shape[-1])])
+    return np.asarray(Image.fromarray(array).transpose(TRANSPOSE[orientation]))
+
+
+def check_orientation(path, expected, orientation):
+    array, notes = read_image(path)
+    np.testing.assert_array_equal(array, expected)
+    turned = [note for note in notes if "EXIF orientation" in note]
+    if orientation == 1:
+        assert turned == []
+    else:
+        assert turned == [f"{path}: rotated by its EXIF orientation ({orientation}: "
+                          f"{_io._TURNS[orientation][0]}), as viewers show it"]
+
+
+def with_exif(png, orientation):
+    """A PNG file's bytes with an eXIf chunk (raw TIFF-style EXIF) after its IHDR."""
+    exif = Image.Exif()
+    exif[_io._ORIENTATION] = orientation
+    payload = exif.tobytes()
+    assert payload.startswith(b"Exif\x00\x00")
+    ihdr_end = len(PNG_SIGNATURE) + 8 + 13 + 4
+    return png[:ihdr_end] + png_chunk(b"eXIf", payload[6:]) + png[ihdr_end:]
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_jpeg_is_read_as_its_exif_orientation_shows_it(tmp_path, rng, orientation):
+    pixels = rng.integers(0, 256, size=(16, 24, 3), dtype=np.uint8)
+    exif = Image.Exif()
+    exif[_io._ORIENTATION] = orientation
+    path = tmp_path / "photo.jpg"
+    Image.fromarray(pixels).save(path, exif=exif, quality=95)
+    with Image.open(path) as picture:
+        stored = np.asarray(picture.convert("RGB"))
+        reference = np.asarray(ImageOps.exif_transpose(picture).convert("RGB"))
+    np.testing.assert_array_equal(reference, shown(stored, orientation))
+    check_orientation(path, reference, orientation)
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_tiff_is_read_as_its_orientation_shows_it(tmp_path, rng, orientation):
+    pixels = rng.integers(0, 256, size=(16, 24), dtype=np.uint8)
+    path = tmp_path / "scan.tif"
+    Image.fromarray(pixels).save(path, tiffinfo={_io._ORIENTATION: orientation})
+    check_orientation(path, shown(pixels, orientation), orientation)
+
+
+@pytest.mark.parametrize("compression", [None, "tiff_lzw"])
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_a_palette_tiff_is_turned_right_or_refused(tmp_path, rng, compression, orientation):
+    # Pillow turns TIFFs as it loads them; uncompressed and sideways, Pillow 13 decodes them
+    # with the shown size instead of the stored one: that must be refused, never returned
+    pixels = rng.integers(0, 256, size=(16, 24), dtype=np.uint8)
+    picture = Image.fromarray(pixels).convert("P")
+    path = tmp_path / "palette.tif"
+    picture.save(path, tiffinfo={_io._ORIENTATION: orientation}, compression=compression)
+    expected = shown(np.asarray(picture.convert("RGB")), orientation)
+    try:
+        check_orientation(path, expected, orientation)
+    except FileError as exc:
+        assert compression is None and orientation in (5, 6, 7, 8)
+        assert str(exc) == (f"{path}: Pillow could not turn this TIFF by its orientation tag "
+                            f"({orientation}); save it upright (orientation 1) or as .npy")
+
+
+@pytest.mark.parametrize("orientation", [3, 6, 7, 8])
+def test_16bit_colour_is_read_as_its_exif_orientation_shows_it(tmp_path, colour16,
+                                                               orientation):
+    ok, encoded = cv2.imencode(".png", colour16[..., ::-1])
+    path = tmp_path / "c16.png"
+    path.write_bytes(with_exif(encoded.tobytes(), orientation))
+    check_orientation(path, shown(colour16, orientation), orientation)
+
+
+# --- frames -----------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("suffix", [".gif", ".tif", ".png", ".webp"])
+def test_files_of_several_frames_are_refused(tmp_path, capsys, suffix):
+    if suffix == ".webp" and not features.check("webp"):
+        pytest.skip("Pillow without WebP")
+    frames = [Image.fromarray(np.full((12, 10), value, np.uint8)) for value in (0, 90, 180)]
+    path = tmp_path / f"animation{suffix}"
+    frames[0].save(path, save_all=True, append_images=frames[1:])
+    message = (f"{path}: has 3 frames; kernelfit reads single images: save the frame you want "
+               f"as its own file")
+    with pytest.raises(FileError) as caught:
+        read_image(path)
+    assert str(caught.value) == message
+    assert one_line_error(capsys, "apply", path, "box:size=3", "-o",
+                          tmp_path / "out.png") == f"kernelfit: error: {message}\n"
+
+
+def test_a_jpeg_with_extra_pictures_is_read_as_its_primary_one(tmp_path):
+    # MPO: phones store previews and depth maps after the photograph itself
+    primary = np.full((8, 8, 3), 40, np.uint8)
+    path = tmp_path / "phone.mpo"
+    Image.fromarray(primary).save(path, save_all=True,
+                                  append_images=[Image.fromarray(primary + 150)])
+    array, notes = read_image(path)
+    assert notes == [f"{path}: read the primary picture of 2 (MPO)"]
+    assert np.abs(array.astype(int) - 40).max() <= 2  # JPEG
+
+
+def test_a_single_frame_gif_is_read(tmp_path):
+    pixels = np.arange(120, dtype=np.uint8).reshape(12, 10)
+    Image.fromarray(pixels).save(tmp_path / "still.gif")
+    array, notes = read_image(tmp_path / "still.gif")
+    assert notes == [] and array.shape == (12, 10, 3)
+    np.testing.assert_array_equal(array[..., 0], pixels)
+
+
+# --- images too large to decode ---------------------------------------------------------------
+
+def png_claiming(width, height):
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return (PNG_SIGNATURE + png_chunk(b"IHDR", ihdr) + png_chunk(b"IDAT", zlib.compress(b""))
+            + png_chunk(b"IEND", b""))
+
+
+@pytest.mark.parametrize("side", [100000, 10000])  # Pillow's error, and its warning
+def test_a_png_header_claiming_too_many_pixels_is_one_line(tmp_path, capsys, side):
+    path = tmp_path / "bomb.png"
+    path.write_bytes(png_claiming(side, side))
+    claimed = f"{side * side:,} pixels"
+    with pytest.raises(FileError, match=rf"bomb\.png: its header claims {claimed}, more than "
+                                        rf"Pillow decodes safely"):
+        read_image(path)
+    err = one_line_error(capsys, "apply", path, "box:size=3", "-o", tmp_path / "o.png")
+    # the command line records warnings (and reports them), so Pillow's warning lets the
+    # read go on: the missing pixel data end it
+    assert claimed in err if side == 100000 else "bomb.png" in err
