@@ -344,7 +344,8 @@ def atomic_path(path):
 
 
 def write_image(path, array):
-    """Write an integer image (uint8 grey or colour, uint16 grey) or any array as .npy."""
+    """Write an integer image (uint8 grey or colour, uint16 grey; uint16 colour as PNG or
+    TIFF, by imagecodecs) or any array as .npy."""
     path = str(path)
     if suffix(path) == ".npy":
         with atomic_path(path) as temporary:
@@ -357,8 +358,8 @@ def write_image(path, array):
 
     array = np.asarray(array)
     if array.dtype == np.uint16 and array.ndim == 3:
-        raise FileError(f"{path}: Pillow cannot write 16-bit colour images; write .npy "
-                        f"instead")
+        _write_wide_colour(path, array)
+        return
     if array.dtype not in (np.uint8, np.uint16) and not (array.dtype == np.float32
                                                           and array.ndim == 2
                                                           and suffix(path) in (".tif",
@@ -372,6 +373,23 @@ def write_image(path, array):
             picture.save(temporary, format=pillow_format)
     except (OSError, ValueError) as exc:
         raise FileError(f"{path}: cannot write the image: {exc}") from None
+
+
+def _write_wide_colour(path, array):
+    """A 16-bit colour image as PNG or TIFF (imagecodecs: Pillow would cut it to 8 bits)."""
+    if suffix(path) not in (".png", ".tif", ".tiff") or array.shape[-1] != 3:
+        raise FileError(f"{path}: a 16-bit colour image is written as .png, .tif, .tiff or "
+                        f".npy; got {suffix(path)} for {array.shape} uint16")
+    try:
+        import imagecodecs
+    except ImportError:
+        raise FileError(f"{path}: writing a 16-bit colour image needs imagecodecs (pip "
+                        f"install imagecodecs), or write .npy") from None
+    encode = imagecodecs.png_encode if suffix(path) == ".png" else imagecodecs.tiff_encode
+    content = encode(np.ascontiguousarray(array))
+    with atomic_path(path) as temporary:
+        with open(temporary, "wb") as handle:
+            handle.write(content)
 
 
 def write_kernel(path, fit=None, kernel=None, extra=None):

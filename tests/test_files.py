@@ -269,3 +269,27 @@ def test_a_png_header_claiming_too_many_pixels_is_one_line(tmp_path, capsys, sid
     # the command line records warnings (and reports them), so Pillow's warning lets the
     # read go on: the missing pixel data end it
     assert claimed in err if side == 100000 else "bomb.png" in err
+
+
+# --- 16-bit colour out ------------------------------------------------------------------------
+
+def test_apply_keeps_16bit_colour(tmp_path, capsys, colour16):
+    source = tmp_path / "in.png"
+    cv2.imwrite(str(source), colour16[..., ::-1])
+    np.save(tmp_path / "one.npy", np.array([[1.0]]))
+    for output in ("out.npy", "out.png", "out.tif"):
+        status, out, err = run(capsys, "apply", source, tmp_path / "one.npy", "-o",
+                               tmp_path / output)
+        assert status == 0 and err == "" and "uint16" in out, (out, err)
+        array, _ = read_image(tmp_path / output)
+        np.testing.assert_array_equal(array, colour16)
+    # and OpenCV reads what kernelfit wrote
+    again = cv2.imread(str(tmp_path / "out.png"), cv2.IMREAD_UNCHANGED)
+    np.testing.assert_array_equal(again[..., ::-1], colour16)
+
+
+def test_16bit_colour_to_a_format_without_it_is_refused(tmp_path, capsys, colour16):
+    np.save(tmp_path / "in.npy", colour16)
+    err = one_line_error(capsys, "apply", tmp_path / "in.npy", "box:size=3", "-o",
+                         tmp_path / "out.jpg")
+    assert "16-bit colour" in err and ".png" in err and ".npy" in err
