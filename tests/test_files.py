@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps, features
 
-from kernelfit import _io
+from kernelfit import _io, synth
 from kernelfit._cli import main
 from kernelfit._io import FileError, read_image
 
@@ -293,3 +293,42 @@ def test_16bit_colour_to_a_format_without_it_is_refused(tmp_path, capsys, colour
     err = one_line_error(capsys, "apply", tmp_path / "in.npy", "box:size=3", "-o",
                          tmp_path / "out.jpg")
     assert "16-bit colour" in err and ".png" in err and ".npy" in err
+
+
+# --- 64-bit integers --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("dtype", [np.int64, np.uint64, np.int32, np.uint8])
+def test_quantize_saturates_exactly_at_the_dtypes_limits(dtype):
+    info = np.iinfo(dtype)
+    data = [float(info.max), float(info.max) * 2, 1e300, np.inf, float(info.min),
+            float(info.min) - 2**20 * (1 + abs(float(info.min))), -1e300, -np.inf, 7.0]
+    expected = [info.max] * 4 + [info.min] * 4 + [7]
+    result = synth.quantize(data, dtype)
+    assert result.dtype == dtype
+    assert result.tolist() == expected
+
+
+def test_quantize_keeps_64bit_values_that_float64_holds():
+    below = np.nextafter(2.0**63, 0)  # 2**63 - 1024, the largest float64 below int64's max
+    assert synth.quantize([below, -2.0**63], np.int64).tolist() == [2**63 - 1024, -2**63]
+    below = np.nextafter(2.0**64, 0)
+    assert synth.quantize([below, 0.4], np.uint64).tolist() == [2**64 - 2048, 0]
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.uint64])
+@pytest.mark.parametrize("gain", [1.0, -1.0])
+def test_apply_saturates_64bit_images_at_their_limits(tmp_path, capsys, dtype, gain):
+    info = np.iinfo(dtype)
+    image = np.array([[info.max, info.max - 5, info.min, info.min + 5, 0]] * 3, dtype=dtype)
+    np.save(tmp_path / "in.npy", image)
+    np.save(tmp_path / "k.npy", np.array([[gain]]))
+    status, _, err = run(capsys, "apply", tmp_path / "in.npy", tmp_path / "k.npy", "-o",
+                         tmp_path / "out.npy")
+    assert status == 0 and err == ""
+    result = np.load(tmp_path / "out.npy")
+    assert result.dtype == dtype
+
+    def saturated(value):  # the exact result of the float64 computation, clipped
+        return info.max if value >= info.max else info.min if value <= info.min else value
+
+    assert result[0].tolist() == [saturated(float(v) * gain) for v in image[0].tolist()]
