@@ -7,6 +7,7 @@ beside the target and renames it, so a failed write never leaves a half-written 
 import contextlib
 import json
 import os
+import re
 import tempfile
 
 import numpy as np
@@ -28,36 +29,186 @@ def read_image(path):
     """An image file (via Pillow) or an array file, as an ndarray, and notes for the user.
 
     Grey images are 2-D, colour images (H, W, 3) with the channels last; 8-bit images are
-    uint8 and 16-bit ones uint16. An alpha channel is dropped, with a note.
+    uint8 and 16-bit ones uint16 (16-bit colour PNG and TIFF, which Pillow would cut to 8
+    bits, are decoded by imagecodecs). An alpha channel is dropped, and an image is turned
+    as its EXIF (or TIFF) orientation says viewers show it, each with a note. Files of several
+    frames (animations, multi-page TIFF) and images too large to decode are refused.
     """
     path = str(path)
     if suffix(path) in ARRAY_SUFFIXES:
         return read_array(path, "image"), []
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     _check_readable(path)
+    notes = []
     try:
         with Image.open(path) as picture:
-            picture.load()
-            notes = []
-            mode = picture.mode
-            if mode == "P":
-                picture = picture.convert("RGBA" if "transparency" in picture.info else "RGB")
+            _check_frames(path, picture, notes)
+            raw = _raw_decoding(path, picture)
+            _check_memory(path, picture.size[::-1] + (len(picture.getbands()),),
+                          np.uint16 if raw else _SAMPLE_TYPES.get(picture.mode, np.uint8),
+                          "image")
+            orientation = None
+            if picture.format == "TIFF":
+                # read before loading: Pillow turns TIFFs by this tag as it loads them
+                orientation = picture.tag_v2.get(_ORIENTATION)
+            if raw:
+                array = _read_raw(path, picture.format)
+                if orientation is None:
+                    orientation = picture.getexif().get(_ORIENTATION)
+                array = _orient(array, orientation)
+                if array.shape[-1] in (2, 4):
+                    notes.append(f"{path}: alpha channel dropped")
+                    array = array[..., 0] if array.shape[-1] == 2 else array[..., :3]
+                elif array.shape[-1] == 1:
+                    array = array[..., 0]
+            else:
+                picture.load()
+                if picture.format == "TIFF":
+                    _check_turned(path, picture, orientation)
+                else:
+                    orientation = picture.getexif().get(_ORIENTATION)
+                    picture = ImageOps.exif_transpose(picture)
                 mode = picture.mode
-            if mode in ("RGBA", "LA", "La", "RGBa", "PA"):
-                notes.append(f"{path}: alpha channel dropped")
-                picture = picture.convert("RGB" if mode.startswith("RGB") else "L")
-            elif mode in ("1", "CMYK", "YCbCr", "LAB", "HSV"):
-                picture = picture.convert("L" if mode == "1" else "RGB")
-            array = np.asarray(picture)
+                if mode == "P":
+                    picture = picture.convert("RGBA" if "transparency" in picture.info
+                                              else "RGB")
+                    mode = picture.mode
+                if mode in ("RGBA", "LA", "La", "RGBa", "PA"):
+                    notes.append(f"{path}: alpha channel dropped")
+                    picture = picture.convert("RGB" if mode.startswith("RGB") else "L")
+                elif mode in ("1", "CMYK", "YCbCr", "LAB", "HSV"):
+                    picture = picture.convert("L" if mode == "1" else "RGB")
+                array = np.asarray(picture)
     except UnidentifiedImageError:
         raise FileError(f"{path}: not an image file Pillow can read (PNG, JPEG, TIFF, BMP, "
                         f"...) nor an array file (.npy, .txt, .csv)") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        # Image.open refuses (or, below twice its limit, warns about) images whose header
+        # claims more pixels than Pillow decodes safely; the count is in its message only
+        found = re.search(r"(\d+) pixels", str(exc))
+        claimed = f"{int(found.group(1)):,} pixels" if found else "too many pixels"
+        raise FileError(f"{path}: its header claims {claimed}, more than Pillow decodes "
+                        f"safely (a possible decompression bomb); crop or downscale the "
+                        f"image") from None
     except OSError as exc:
-        raise FileError(f"{path}: cannot read the image: {exc}") from None
+        raise FileError(f"{path}: cannot read the image: {_first_line(exc)}") from None
+    if orientation in _TURNS and orientation != 1:
+        notes.append(f"{path}: rotated by its EXIF orientation ({orientation}: "
+                     f"{_TURNS[orientation][0]}), as viewers show it")
     if array.dtype.byteorder == ">":
         array = array.astype(array.dtype.newbyteorder("="))
     return array, notes
+
+
+_ORIENTATION = 0x0112  # the EXIF (and TIFF) Orientation tag
+# Each EXIF orientation: what it does, and in numpy the turn that Pillow's exif_transpose makes
+# (FLIP_LEFT_RIGHT, ROTATE_180, FLIP_TOP_BOTTOM, TRANSPOSE, ROTATE_270, TRANSVERSE, ROTATE_90)
+_TURNS = {
+    1: ("as stored", lambda a: a),
+    2: ("mirrored left-right", lambda a: a[:, ::-1]),
+    3: ("turned 180 degrees", lambda a: a[::-1, ::-1]),
+    4: ("mirrored top-bottom", lambda a: a[::-1]),
+    5: ("transposed", lambda a: a.swapaxes(0, 1)),
+    6: ("turned 90 degrees clockwise", lambda a: np.rot90(a, -1)),
+    7: ("transposed across the other diagonal", lambda a: np.rot90(a, -1)[::-1]),
+    8: ("turned 90 degrees anticlockwise", lambda a: np.rot90(a, 1)),
+}
+_SAMPLE_TYPES = {"I;16": np.uint16, "I;16L": np.uint16, "I;16B": np.uint16, "I": np.int32,
+                 "F": np.float32}
+
+
+def _orient(array, orientation):
+    """`array` (rows, columns[, channels]) as its EXIF `orientation` says it is shown."""
+    if orientation not in _TURNS:
+        return array
+    return np.ascontiguousarray(_TURNS[orientation][1](array))
+
+
+def _check_frames(path, picture, notes):
+    """Refuse animations and multi-page files, whose frame 0 alone would mislead; a JPEG
+    with extra pictures (MPO: previews, depth maps) is read as its first, primary one."""
+    frames = getattr(picture, "n_frames", 1)
+    if frames > 1 and picture.format == "MPO":
+        notes.append(f"{path}: read the primary picture of {frames} (MPO)")
+    elif frames > 1:
+        raise FileError(f"{path}: has {frames} frames; kernelfit reads single images: save "
+                        f"the frame you want as its own file")
+
+
+def _raw_decoding(path, picture):
+    """Whether to decode the samples with imagecodecs rather than Pillow: PNG and TIFF
+    colour (or grey and alpha) with 16 bits per sample, which Pillow has no modes for and
+    would cut to 8 bits; and grey or colour 8- and 16-bit TIFFs that need turning, which
+    Pillow (13) mis-decodes when uncompressed and sideways."""
+    if picture.format == "PNG":
+        with open(path, "rb") as handle:
+            header = handle.read(26)  # signature, IHDR length and type, size, depth, colour
+        return len(header) == 26 and header[24] == 16 and header[25] in (2, 4, 6)
+    if picture.format != "TIFF":
+        return False
+    tags = picture.tag_v2
+    bits = set(_as_tuple(tags.get(258, 1)))  # BitsPerSample
+    plain = (tags.get(262) in (1, 2) and len(bits) == 1 and bits <= {8, 16}
+             and set(_as_tuple(tags.get(339, 1))) == {1})  # MinIsBlack or RGB, unsigned
+    wide = bits == {16} and tags.get(277, 1) > 1  # SamplesPerPixel
+    return plain and (wide or tags.get(_ORIENTATION, 1) in range(2, 9))
+
+
+def _as_tuple(value):
+    return value if isinstance(value, tuple) else (value,)
+
+
+def _read_raw(path, kind):
+    """A PNG or a TIFF (its first page) decoded by imagecodecs, every bit kept, as stored
+    (not yet turned by its orientation)."""
+    try:
+        import imagecodecs
+    except ImportError:
+        raise FileError(f"{path}: reading this image without losing bits needs imagecodecs "
+                        f"(pip install imagecodecs)") from None
+    with open(path, "rb") as handle:
+        content = handle.read()
+    try:
+        array = (imagecodecs.png_decode(content) if kind == "PNG" else
+                 imagecodecs.tiff_decode(content))
+    except Exception as exc:  # each codec raises its own error type
+        raise FileError(f"{path}: cannot read the image: {_first_line(exc)}") from None
+    if array.ndim == 2:
+        array = array[..., np.newaxis]
+    if array.dtype not in (np.uint8, np.uint16) or array.ndim != 3 or \
+            array.shape[-1] not in (1, 2, 3, 4):
+        raise FileError(f"{path}: decoded as {array.shape} {array.dtype}; expected (rows, "
+                        f"columns[, 2 to 4 samples]) of 8 or 16 bits")
+    return array
+
+
+def _check_turned(path, picture, orientation):
+    """Refuse a TIFF that Pillow turned by its orientation tag to the wrong shape."""
+    stored = (picture.tag_v2.get(256), picture.tag_v2.get(257))  # ImageWidth, ImageLength
+    shown = stored[::-1] if orientation in (5, 6, 7, 8) else stored
+    if None not in stored and picture.size != shown:
+        raise FileError(f"{path}: Pillow could not turn this TIFF by its orientation tag "
+                        f"({orientation}); save it upright (orientation 1) or as .npy")
+
+
+def _physical_memory():
+    """Bytes of memory on this machine, or None where the system does not say."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _check_memory(path, shape, dtype, what):
+    """Refuse, before allocating, an array that a file's header says is larger than this
+    machine's memory."""
+    needed = int(np.prod(shape, dtype=object)) * np.dtype(dtype).itemsize
+    memory = _physical_memory()
+    if memory is not None and needed > memory:
+        raise FileError(f"{path}: its header claims a {'x'.join(map(str, shape))} "
+                        f"{np.dtype(dtype)} {what} ({needed / 2**30:.1f} GiB), more than this "
+                        f"machine's memory ({memory / 2**30:.1f} GiB)")
 
 
 def read_array(path, what="array"):
@@ -66,18 +217,44 @@ def read_array(path, what="array"):
     _check_readable(path)
     try:
         if suffix(path) == ".npy":
-            array = np.load(path, allow_pickle=False)
+            array = _read_npy(path, what)
         elif suffix(path) in (".txt", ".csv"):
             delimiter = "," if suffix(path) == ".csv" else None
             array = np.loadtxt(path, delimiter=delimiter, ndmin=1)
         else:
-            raise FileError(f"{path}: a {what} file must end in "
+            raise FileError(f"{path}: {_a(what)} file must end in "
                             f"{', '.join(ARRAY_SUFFIXES)}")
     except (ValueError, OSError) as exc:
-        raise FileError(f"{path}: cannot read a {what}: {exc}") from None
+        raise FileError(f"{path}: cannot read {_a(what)}: {_first_line(exc)}") from None
     if array.dtype.kind not in "biufc":
-        raise FileError(f"{path}: a {what} must be numeric; got dtype {array.dtype}")
+        raise FileError(f"{path}: {_a(what)} must be numeric; got dtype {array.dtype}")
     return array
+
+
+def _read_npy(path, what):
+    """A .npy array, its header checked first: numeric, within memory, and all there."""
+    from numpy.lib import format as npy
+
+    with open(path, "rb") as handle:
+        try:
+            version = npy.read_magic(handle)
+        except ValueError:
+            raise FileError(f"{path}: not a .npy file (no NumPy header)") from None
+        # version 3.0 differs from 2.0 only in allowing UTF-8 in field names
+        read_header = (npy.read_array_header_1_0 if version == (1, 0)
+                       else npy.read_array_header_2_0)
+        shape, _, dtype = read_header(handle)
+        if dtype.kind not in "biufc":
+            raise FileError(f"{path}: {_a(what)} must be numeric; got dtype {dtype}")
+        _check_memory(path, shape, dtype, what)
+        needed = int(np.prod(shape, dtype=object)) * dtype.itemsize
+        held = os.fstat(handle.fileno()).st_size - handle.tell()
+        if held < needed:
+            raise FileError(f"{path}: truncated: its header claims a "
+                            f"{'x'.join(map(str, shape))} {dtype} {what} ({needed} bytes), "
+                            f"the file holds {held} bytes of data")
+        handle.seek(0)
+        return npy.read_array(handle, allow_pickle=False)
 
 
 def read_kernel(path):
@@ -111,6 +288,10 @@ def read_fit(path):
                         f"{_first_line(exc)}") from None
 
 
+def _a(what):
+    return f"{'an' if what[0] in 'aeiou' else 'a'} {what}"
+
+
 def _first_line(exc):
     return " ".join(str(exc).split()) or type(exc).__name__
 
@@ -120,6 +301,8 @@ def _check_readable(path):
         raise FileError(f"{path}: no such file")
     if os.path.isdir(path):
         raise FileError(f"{path}: is a directory, not a file")
+    if os.path.isfile(path) and os.path.getsize(path) == 0:  # a FIFO's size says nothing
+        raise FileError(f"{path}: is empty (0 bytes)")
 
 
 def check_output_path(path, inputs=(), suffixes=None, what="output"):
@@ -139,8 +322,7 @@ def check_output_path(path, inputs=(), suffixes=None, what="output"):
                 and os.path.samefile(path, str(source)):
             raise FileError(f"{path}: refusing to overwrite an input file")
     if suffixes is not None and suffix(path) not in suffixes:
-        article = "an" if what[0] in "aeiou" else "a"
-        raise FileError(f"{path}: {article} {what} file must end in {', '.join(suffixes)}")
+        raise FileError(f"{path}: {_a(what)} file must end in {', '.join(suffixes)}")
 
 
 @contextlib.contextmanager
@@ -162,7 +344,8 @@ def atomic_path(path):
 
 
 def write_image(path, array):
-    """Write an integer image (uint8 grey or colour, uint16 grey) or any array as .npy."""
+    """Write an integer image (uint8 grey or colour, uint16 grey; uint16 colour as PNG or
+    TIFF, by imagecodecs) or any array as .npy."""
     path = str(path)
     if suffix(path) == ".npy":
         with atomic_path(path) as temporary:
@@ -175,8 +358,8 @@ def write_image(path, array):
 
     array = np.asarray(array)
     if array.dtype == np.uint16 and array.ndim == 3:
-        raise FileError(f"{path}: Pillow cannot write 16-bit colour images; write .npy "
-                        f"instead")
+        _write_wide_colour(path, array)
+        return
     if array.dtype not in (np.uint8, np.uint16) and not (array.dtype == np.float32
                                                           and array.ndim == 2
                                                           and suffix(path) in (".tif",
@@ -190,6 +373,23 @@ def write_image(path, array):
             picture.save(temporary, format=pillow_format)
     except (OSError, ValueError) as exc:
         raise FileError(f"{path}: cannot write the image: {exc}") from None
+
+
+def _write_wide_colour(path, array):
+    """A 16-bit colour image as PNG or TIFF (imagecodecs: Pillow would cut it to 8 bits)."""
+    if suffix(path) not in (".png", ".tif", ".tiff") or array.shape[-1] != 3:
+        raise FileError(f"{path}: a 16-bit colour image is written as .png, .tif, .tiff or "
+                        f".npy; got {suffix(path)} for {array.shape} uint16")
+    try:
+        import imagecodecs
+    except ImportError:
+        raise FileError(f"{path}: writing a 16-bit colour image needs imagecodecs (pip "
+                        f"install imagecodecs), or write .npy") from None
+    encode = imagecodecs.png_encode if suffix(path) == ".png" else imagecodecs.tiff_encode
+    content = encode(np.ascontiguousarray(array))
+    with atomic_path(path) as temporary:
+        with open(temporary, "wb") as handle:
+            handle.write(content)
 
 
 def write_kernel(path, fit=None, kernel=None, extra=None):

@@ -38,6 +38,8 @@ def quantize(data, dtype, *, rounding="half_even"):
     array([  0,   0,   2, 254, 255], dtype=uint8)
     >>> quantize([0.5, 1.5], np.uint8, rounding="half_up")
     array([1, 2], dtype=uint8)
+    >>> quantize([2.0**63, -1e300], np.int64)  # saturated exactly, even where float64 cannot
+    array([ 9223372036854775807, -9223372036854775808])
     """
     dtype = np.dtype(dtype)
     if dtype.kind not in "iu":
@@ -49,7 +51,14 @@ def quantize(data, dtype, *, rounding="half_even"):
     rounded = {"half_even": np.rint, "floor": np.floor,
                "half_up": lambda a: np.floor(a + 0.5)}[rounding](data.astype(np.float64))
     info = np.iinfo(dtype)
-    return np.clip(rounded, info.min, info.max).astype(dtype)
+    low, high = float(info.min), float(info.max)
+    if high <= info.max:
+        return np.clip(rounded, low, high).astype(dtype)
+    # 64-bit: float(2**63 - 1) is 2**63, which does not fit; clip to the largest float64
+    # that does, then saturate what lies beyond it (nothing lies between the two floats)
+    high = np.nextafter(high, 0.0)
+    saturated = np.where(rounded > high, info.max, np.clip(rounded, low, high).astype(dtype))
+    return saturated.astype(dtype, copy=False)[()]  # [()]: a scalar for scalar data, as above
 
 
 def synthesize(image, kernel, *, mode="same", boundary="fill", fillvalue=0,
