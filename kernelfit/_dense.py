@@ -29,6 +29,7 @@ class System:
     n_groups: int
     coef_index: np.ndarray
     bias_index: np.ndarray
+    where: tuple = ()   # the rows' places: a (B, *V) mask per tile, in the rows' order
 
 
 def _row_bound(problem, design):
@@ -140,7 +141,7 @@ def systems(problem, design, first=None):
     else:
         plans = [(slice(None), [j], j, 0) for j in range(problem.n_out)]
         count = problem.n_out
-    parts = [([], [], []) for _ in range(count)]
+    parts = [([], [], [], []) for _ in range(count)]
     for tile in design_tiles(problem, first, design):
         windows = tile.windows(problem)  # (B, *V, C_in, *K): taps last
         windows = np.moveaxis(windows, ndim + 1, -1)  # (B, *V, *K, C_in)
@@ -153,16 +154,37 @@ def systems(problem, design, first=None):
             parts[system][0].append(W.reshape(W.shape[0], m))
             parts[system][1].append(tile.target[kept][:, targets])
             parts[system][2].append(np.full(W.shape[0], group))
+            parts[system][3].append(kept)
     out = []
-    for s, (rows, targets, groups) in enumerate(parts):
+    for s, (rows, targets, groups, where) in enumerate(parts):
         coef_index, bias_index = system_indices(problem.layout, problem.joint, support.shape,
                                                 problem.n_in, problem.n_out, s)
         A = np.concatenate(rows).astype(problem.dtype, copy=False)
         B = np.concatenate(targets).astype(problem.dtype, copy=False)
         n_groups = problem.n_in if problem.layout == "shared" else 1
         out.append(System(A, B, np.concatenate(groups) if problem.bias else None,
-                          n_groups if problem.bias else 0, coef_index, bias_index))
+                          n_groups if problem.bias else 0, coef_index, bias_index,
+                          tuple(where)))
     return out
+
+
+def _add_moments(moments, system, residual):
+    """The residual's moments, tile by tile in its spatial layout (the rows put back in
+    their places), so that its structure along the image is seen too."""
+    predicted = system.B - residual
+    if not system.where:
+        moments.add(predicted.ravel(), residual.ravel())
+        return
+    start = 0
+    for kept in system.where:
+        count = int(np.count_nonzero(kept))
+        shape = kept.shape + residual.shape[1:]
+        grid_p, grid_r = np.zeros(shape, residual.dtype), np.zeros(shape, residual.dtype)
+        grid_p[kept], grid_r[kept] = predicted[start:start + count], \
+            residual[start:start + count]
+        used = None if kept.all() else np.broadcast_to(kept[..., np.newaxis], shape)
+        moments.add(grid_p, grid_r, used)
+        start += count
 
 
 def _within_taps(support, outer):
@@ -245,7 +267,7 @@ def _solve(problem, design, first, filter_factors, *, explicit=False, method):
             b_stderr = np.sqrt(b_var * sigma2[None, :])
             b_stderr[~estimable] = np.nan
             bias_rank = int(np.count_nonzero(estimable))
-        moments.add((system.B - residual).ravel(), residual.ravel())
+        _add_moments(moments, system, residual)
         builder.add(system.coef_index, X, coef_stderr, system.bias_index, b, b_stderr,
                     ss_res=float(ss_res.sum()), ss_tot=float(ss_tot.sum()),
                     n_equations=n * r, n_unknowns=(m + n_groups) * r,

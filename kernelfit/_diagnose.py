@@ -7,6 +7,7 @@ moments. Nothing here reads the pixels.
 
 # scipy.stats is imported where it is used: `import kernelfit` stays fast.
 
+import dataclasses
 import warnings
 
 import numpy as np
@@ -35,8 +36,18 @@ def diagnose(problem, first, choice, estimate, fit):
     if problem.mode == "same" and problem.size != "auto" and problem.origin != "auto" \
             and _placement(problem, first, choice):
         return
-    if not _linearity(problem, first, estimate, fit) and problem.mode != "full":
-        _shift_invariance(problem, first, choice, fit)
+    structure = _structure(problem, first, estimate, fit)
+    if _linearity(problem, first, estimate, fit, structure):
+        return
+    # Kernels that differ between the top and the bottom explain a shift-variant filter;
+    # a non-linear filter's residual (structured, not noise) makes them differ too, by
+    # little of what is left: the share they explain tells the two apart.
+    bands = _bands(problem, first, choice, fit)
+    if bands is not None and bands.differ and (structure is None
+                                               or bands.explained >= SHIFT_VARIANT_SHARE):
+        _shift_invariance(bands)
+    elif structure is not None:
+        _not_noise(structure)
 
 
 # Above this condition number, standard errors as large as every coefficient come from the
@@ -108,27 +119,38 @@ def _size(support, taps=True):
     return "x".join(map(str, support.shape))
 
 
-def _shift_invariance(problem, first, choice, fit):
-    """Kernels fitted to the top and the bottom half of the rows, from the per-band
-    statistics: a Chow test that separate kernels explain more, a difference that matters
-    (2% of the largest coefficient), and one coefficient that differs by over 5 standard
-    errors (rounding in the filter, a shift-invariant effect, differs by less)."""
+@dataclasses.dataclass(frozen=True)
+class Bands:
+    """Kernels fitted to the top and the bottom half of the rows, against one kernel for
+    both: whether they differ (a Chow test that separate kernels explain more, a difference
+    that matters, 2% of the largest coefficient, and one coefficient that differs by over 5
+    standard errors), by how much, and what share of the residual they explain."""
+
+    differ: bool
+    difference: float
+    peak: float
+    explained: float
+
+
+def _bands(problem, first, choice, fit):
+    """The `Bands` evidence from the per-band statistics, or None where there is none."""
     import scipy.stats
 
     support = choice.design.support
-    if not first.support.contains(support):
-        return
+    if problem.mode == "full" or not first.support.contains(support):
+        return None
     halves = [fit_of(problem, first, support, which) for which in ("top", "bottom")]
     pooled = fit_of(problem, first, support)
     if any(h.n == 0 for h in halves) or not all(
             f.full_rank for h in halves + [pooled] for f in h.factors):
-        return
+        return None
     p, n = pooled.p, pooled.n
     if min(h.n for h in halves) < 20 * p:
-        return
+        return None
     scale = float(np.sqrt(pooled.yy / max(n, 1))) or 1.0
     separate = sum(h.total_rss(scale) for h in halves)
-    gained = max(pooled.total_rss(scale) - separate, 0.0)
+    together = pooled.total_rss(scale)
+    gained = max(together - separate, 0.0)
     statistic = (gained / p) / (separate / max(n - 2 * p, 1))
     first_kernel, second_kernel = (h.kernel()[0] for h in halves)
     difference = np.abs(first_kernel - second_kernel)
@@ -136,19 +158,27 @@ def _shift_invariance(problem, first, choice, fit):
     spread = pooled.stderr(scale) * np.sqrt(sum(n / h.n for h in halves))
     peak = float(np.abs(fit.kernel).max()) or 1.0
     strongest = float(np.nanmax(difference / np.where(spread > 0, spread, np.inf)))
-    if scipy.stats.f.sf(statistic, p, max(n - 2 * p, 1)) < 1e-6 and strongest > 5 and \
-            difference.max() > 0.02 * peak:
-        _warn(f"kernels fitted on the top and bottom of the image differ by up to "
-              f"{difference.max():.3g} ({difference.max() / peak:.0%} of the largest "
-              f"coefficient), far beyond their standard errors: the filter is not "
-              f"shift-invariant (vignetting, a spatially varying blur, a local tone map). Fit "
-              f"regions separately with mask=, or a smaller region of interest.",
-              ModelWarning)
+    differ = scipy.stats.f.sf(statistic, p, max(n - 2 * p, 1)) < 1e-6 and strongest > 5 \
+        and difference.max() > 0.02 * peak
+    return Bands(bool(differ), float(difference.max()), peak,
+                 gained / together if together > 0 else 0.0)
 
 
-def _linearity(problem, first, estimate, fit):
+def _shift_invariance(bands):
+    _warn(f"kernels fitted on the top and bottom of the image differ by up to "
+          f"{bands.difference:.3g} ({bands.difference / bands.peak:.0%} of the largest "
+          f"coefficient), far beyond their standard errors, and explain "
+          f"{bands.explained:.0%} of the residual between them: the filter is not "
+          f"shift-invariant (vignetting, a spatially varying blur, a local tone map). Fit "
+          f"regions separately with mask=, or a smaller region of interest.", ModelWarning)
+
+
+def _linearity(problem, first, estimate, fit, structure=None):
     """The residual against a cubic in the predicted level (a partial F-test), and its mean
-    when the model has no offset, from the residual pass's moments. True if it curves."""
+    when the model has no offset, from the residual pass's moments. True if it curves or
+    has an offset the model lacks (each warned about: the cause to fix first). A slight
+    curve in a residual that follows the local contrast (`structure`) is left to that
+    diagnosis: an edge-aware filter, not a tone curve."""
     import scipy.stats
 
     moments = estimate.moments
@@ -171,6 +201,8 @@ def _linearity(problem, first, estimate, fit):
         fraction = (straight - moments.rss(4)) / straight if straight > 0 else 0.0
         curved = fraction > 0.02 and scipy.stats.chi2.sf(fraction * moments.n_regressed,
                                                           2) < 1e-6
+        if curved and fraction < 0.1 and structure is not None and structure.contrast >= 0.2:
+            curved = False  # an edge-aware filter's residual, a little level-dependent too
     if curved:
         _warn(f"the residual depends on the output level: a curve in the predicted value "
               f"explains {fraction:.0%} of it, so the filter is not linear in the input (gamma "
@@ -182,7 +214,63 @@ def _linearity(problem, first, estimate, fit):
     elif missing_offset:
         _warn(f"the residual has a mean of {offset:.3g}: the filter adds an offset the model "
               f"lacks (as Pillow's EMBOSS adds 128). Fit it with bias=True.", ModelWarning)
-    return curved
+    return curved or missing_offset
+
+
+# Separate kernels for the top and the bottom of the image explain at least this share of the
+# residual of a shift-variant filter (a blur that changes down the image: 30-60%), and less of
+# a non-linear one's (a median, a bilateral filter, JPEG: a few %).
+SHIFT_VARIANT_SHARE = 0.15
+
+
+@dataclasses.dataclass(frozen=True)
+class Structure:
+    """A residual that is not noise: the correlation of its square with the local contrast
+    of the output, and of neighbouring residuals (both about 0 for noise, whatever its
+    level), its RMS and what the data's precision leaves."""
+
+    contrast: float
+    neighbour: float
+    rms: float
+    floor: float
+    integers: bool
+
+
+def _structure(problem, first, estimate, fit):
+    """The `Structure` of the residual when it is well above the data's precision and
+    clearly not noise (correlations over 0.1 and 6 standard errors); else None."""
+    moments = estimate.moments
+    found = None if moments is None or moments.n == 0 or problem.method != "lstsq" else \
+        moments.structure()  # (a regularised fit's residual has structure by design)
+    if found is None:
+        return None
+    contrast, neighbour, n = found
+    mean = abs(moments.sum_r / moments.n)  # (an offset the model lacks is reported apart)
+    rms_r = float(np.sqrt(max(moments.sum_r2 / moments.n - mean ** 2, 0.0)))
+    rms_p = float(np.sqrt(moments.sum_p2 / moments.n))
+    floor = max(problem.output_rounding, _precision_floor(problem, first, fit, rms_p))
+    strongest = max(contrast, abs(neighbour))
+    if rms_r <= 2 * floor or rms_r <= 1e-9 * rms_p or strongest < 0.1 or \
+            strongest * np.sqrt(n) < 6:
+        return None
+    return Structure(contrast, neighbour, rms_r, floor, problem.output_rounding > 0)
+
+
+def _not_noise(structure):
+    above = (f", {structure.rms / structure.floor:.0f} times what rounding to integers "
+             f"leaves ({structure.floor:.3g})" if structure.integers else "")
+    signs = [f"its size follows the image's local contrast (correlation "
+             f"{structure.contrast:.2f})"] if structure.contrast >= 0.1 else []
+    if abs(structure.neighbour) >= 0.1:
+        agree = "agree" if structure.neighbour > 0 else "alternate"
+        signs.append(f"neighbouring residuals {agree} (correlation "
+                     f"{structure.neighbour:.2f})")
+    _warn(f"the residual (RMS {structure.rms:.3g}{above}) is not noise: {' and '.join(signs)}."
+          f" No kernel reproduces "
+          f"this output: a non-linear filter (median, bilateral, other rank or edge-aware "
+          f"filters), lossy compression (JPEG), rounding inside the filter, or a filter that "
+          f"varies across the image. The kernel is the best linear approximation.",
+          ModelWarning)
 
 
 def _precision_floor(problem, first, fit, rms_p):

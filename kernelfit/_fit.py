@@ -116,9 +116,12 @@ def fit_kernel(input, output, size, *, mode=None, boundary=None, fillvalue=0,
     checks : bool, optional
         Check the model against the data, from numbers the fit computes anyway (no
         refits): a larger support or another placement of the given size that explains
-        the output far better; kernels of the top and bottom halves that differ (not
-        shift-invariant); a residual that curves with the output level (not linear); an
-        offset the model lacks. Each raises a ModelWarning naming what to pass.
+        the output far better; a residual that curves with the output level (a tone
+        curve); an offset the model lacks; kernels of the top and bottom halves that differ
+        and explain much of the residual (not shift-invariant); a residual well above the
+        data's precision that is not noise, following the local contrast or agreeing
+        between neighbours (a non-linear filter such as a median or bilateral filter, or
+        JPEG). Each raises a ModelWarning naming the cause it tested and what to pass.
     progress : bool or callable, optional
         Report the passes over the pixels, tile by tile: True draws a tqdm bar on stderr
         (tqdm is imported only then); a callable is called as ``progress(stage, done,

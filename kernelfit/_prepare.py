@@ -172,6 +172,13 @@ class Problem:
     def output_precision(self):
         return max(_precision(p.output.dtype) for p in self.pairs)
 
+    @property
+    def output_rounding(self):
+        """The RMS error of rounding to the output's integer steps, 1/sqrt(12) (0 when the
+        output is floating-point): what a linear filter written as integers leaves."""
+        return 0.0 if any(p.output.dtype.kind in "fc" for p in self.pairs) else \
+            float(1 / np.sqrt(12))
+
 
 def _precision(dtype):
     return float(np.finfo(dtype).eps) if dtype.kind in "fc" else 0.0

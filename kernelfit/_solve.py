@@ -461,7 +461,9 @@ def residual_from_statistics(gram, rhs, yy, x, bias):
 
 class Moments:
     """Sums over the fitted samples of the residual r against the predicted level p, from
-    which the linearity check regresses r on a cubic in p (without keeping the samples).
+    which the linearity check regresses r on a cubic in p (without keeping the samples),
+    and of r against the local contrast of p and against its neighbour, from which it tells
+    a structured residual (a non-linear filter, compression) from noise.
 
     `centre` and `scale` standardise p (``z = (p - centre) / scale``) so that the sums of
     its powers stay well conditioned; any values near the output's mean and spread do.
@@ -480,6 +482,10 @@ class Moments:
         self.real = True
         self.vv = np.zeros((4, 4))
         self.vr = np.zeros(4)
+        # along the last spatial axis: sums of 1, c, c^2, r^2, r^4, r^2 c for the contrast
+        # c = |p[i] - p[i-1]| + |p[i+1] - p[i]|, and of 1, r[i] r[i+1], r[i]^2 + r[i+1]^2
+        self.contrast = np.zeros(6)
+        self.neighbours = np.zeros(4)
 
     def add(self, predicted, residual, used=None, sums=None):
         """Add samples: predicted values and residuals, where `used` (default: all).
@@ -502,6 +508,9 @@ class Moments:
             every = (slice(None), slice(None, None, step))
             predicted, residual = predicted[every], residual[every]
             used = None if used is None else used[every]
+        if predicted.ndim >= 3 and predicted.shape[-2] >= 3 and not (
+                np.iscomplexobj(predicted) or np.iscomplexobj(residual)):
+            self._add_structure(predicted, residual, used)
         predicted, residual = predicted.reshape(-1), residual.reshape(-1)
         if used is not None:
             used = used.reshape(-1)
@@ -525,6 +534,40 @@ class Moments:
         powers = np.array([z.size, z.sum(), z2.sum(), z3.sum(), z2 @ z2, z2 @ z3, z3 @ z3])
         self.vv += powers[np.add.outer(np.arange(4), np.arange(4))]
         self.vr += [residual.sum(), residual @ z, residual @ z2, residual @ z3]
+
+    def _add_structure(self, predicted, residual, used):
+        """The contrast and neighbour sums of (B, ..., S_last, C) arrays, along S_last."""
+        step = np.abs(np.diff(predicted, axis=-2))
+        contrast = step[..., :-1, :] + step[..., 1:, :]
+        middle = residual[..., 1:-1, :]
+        first, second = residual[..., :-1, :], residual[..., 1:, :]
+        if used is not None:
+            inside = used[..., 1:-1, :] & used[..., :-2, :] & used[..., 2:, :]
+            contrast, middle = contrast[inside], middle[inside]
+            both = used[..., :-1, :] & used[..., 1:, :]
+            first, second = first[both], second[both]
+        contrast, middle = contrast.ravel(), middle.ravel()
+        first, second = first.ravel(), second.ravel()
+        squared = middle * middle
+        self.contrast += [contrast.size, contrast.sum(), contrast @ contrast, squared.sum(),
+                          squared @ squared, squared @ contrast]
+        self.neighbours += [first.size, first @ second, (first @ first + second @ second) / 2,
+                            (first.sum() + second.sum()) / 2]
+
+    def structure(self):
+        """(correlation of r^2 with the local contrast, correlation of neighbouring r about
+        their mean, samples): both near 0 for noise; None where too few samples were seen."""
+        n, c, cc, r2, r4, r2c = self.contrast
+        pairs, cross, energy, total = self.neighbours
+        if n < 50 or pairs < 50:
+            return None
+        var_c, var_r2 = cc / n - (c / n) ** 2, r4 / n - (r2 / n) ** 2
+        with_contrast = (r2c / n - (r2 / n) * (c / n)) / np.sqrt(var_c * var_r2) \
+            if var_c > 0 and var_r2 > 0 else 0.0
+        mean = total / pairs
+        variance = energy / pairs - mean ** 2
+        with_neighbour = (cross / pairs - mean ** 2) / variance if variance > 0 else 0.0
+        return float(with_contrast), float(with_neighbour), int(min(n, pairs))
 
     def rss(self, columns):
         """Residual sum of squares after regressing r on the first `columns` powers of z."""
