@@ -98,9 +98,9 @@ class Pair:
         """
         maps = block_maps(self.in_shape, support, box, pad_mode)
         extended = gather(self.input, maps, fillvalue, dtype, read=self.input.read)
-        # (a finite sum is cheap proof that every value is finite)
-        if not np.isfinite(extended.sum()) and not np.isfinite(extended).all():
-            raise ValueError(f"input{self.name} contains NaN or infinite values")
+        # (a finite sum of squares is cheap proof that every value is finite, and that the
+        # sums of products the fit makes neither overflow nor underflow)
+        _check_scale(extended, f"input{self.name}")
         index = box.slices() + (slice(None),)
         raw = self.output.read(index)
         usable = np.ones(raw.shape, dtype=bool)
@@ -115,7 +115,33 @@ class Pair:
                 raise ValueError(f"output{self.name} contains NaN or infinite values (in "
                                  f"samples the fit uses; mask them out with mask=)")
             target[~finite] = 0
+        _check_scale(target, f"output{self.name}")
         return Block(extended[np.newaxis], target[np.newaxis], usable[np.newaxis])
+
+
+# The sums of squares of a block's samples must stay well inside float64: the Gram matrix,
+# the correlations and the FFTs of the fit are sums of such products.
+LARGEST_ENERGY, SMALLEST_ENERGY = 1e280, 1e-280
+
+
+def _check_scale(values, name):
+    """NaN or infinity, or values whose products overflow or underflow float64: an error
+    naming the argument and saying what to do."""
+    flat = values.reshape(-1)
+    energy = float(np.real(np.vdot(flat, flat)))
+    if np.isfinite(energy) and (SMALLEST_ENERGY <= energy <= LARGEST_ENERGY or (
+            energy == 0 and not flat.any())):
+        return
+    if not np.isfinite(values).all():
+        raise ValueError(f"{name} contains NaN or infinite values")
+    largest = float(np.max(np.abs(flat)))
+    if not np.isfinite(energy) or energy > LARGEST_ENERGY:
+        raise ValueError(f"{name} has values up to {largest:.1e}: the sums of their products "
+                         f"overflow float64. Divide input and output by powers of ten (the "
+                         f"kernel scales by the output's factor over the input's)")
+    raise ValueError(f"{name} has values of at most {largest:.1e}: the sums of their products "
+                     f"underflow float64. Multiply input and output by powers of ten (the "
+                     f"kernel scales by the output's factor over the input's)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -242,6 +268,10 @@ def prepare(input, output, size, *, mode, boundary, fillvalue, convention, origi
     pairs, grey = [], None
     for i, (x, y, m) in enumerate(zip(inputs, outputs, masks)):
         x = first if i == 0 else _as_array(x, _name("input", i, n))
+        if len(x.shape) != len(first.shape):
+            raise ValueError(f"{_name('input', i, n)} has {len(x.shape)} dimensions and "
+                             f"{_name('input', 0, n)} {len(first.shape)}: every pair must "
+                             f"have the same dimensions (and channel layout)")
         y = _as_array(y, _name("output", i, n))
         x_source, y_source, grey_here = _channels_last(x, y, channel_axis, n_spatial, i, n)
         if grey is not None and grey_here != grey:
@@ -467,7 +497,14 @@ def _mask(mask, output, channel_axis, grey, i, n):
     if mask is None:
         return None
     name = "mask" if n == 1 else f"mask[{i}]"
-    mask = _as_array(mask, name) if isinstance(mask, np.ndarray) else np.asarray(mask)
+    if isinstance(mask, np.ndarray):
+        mask = _as_array(mask, name)
+    else:
+        try:
+            mask = np.asarray(mask)
+        except (TypeError, ValueError):
+            raise TypeError(f"{name} must be a boolean array (or nested lists of booleans of "
+                            f"one shape); got {type(mask).__name__} of ragged rows") from None
     if mask.dtype != bool:
         raise TypeError(f"{name} must be a boolean array; got dtype {mask.dtype}")
     shape = output.shape  # (*S_out, C_out)

@@ -536,7 +536,9 @@ class Moments:
         self.vr += [residual.sum(), residual @ z, residual @ z2, residual @ z3]
 
     def _add_structure(self, predicted, residual, used):
-        """The contrast and neighbour sums of (B, ..., S_last, C) arrays, along S_last."""
+        """The contrast and neighbour sums of (B, ..., S_last, C) arrays, along S_last (in
+        units of `scale`: the fourth powers stay well inside float64)."""
+        predicted, residual = predicted / self.scale, residual / self.scale
         step = np.abs(np.diff(predicted, axis=-2))
         contrast = step[..., :-1, :] + step[..., 1:, :]
         middle = residual[..., 1:-1, :]

@@ -249,3 +249,37 @@ def test_the_cli_reports_a_fit_too_large_for_memory_on_one_line(files, capsys, m
     err = capsys.readouterr().err
     assert err.startswith("kernelfit: error: out of memory: the normal equations need") and \
         err.count("\n") == 1 and "25x25 kernel" in err
+
+
+@pytest.mark.parametrize("scale, message", [
+    (1e150, r"input has values up to 3\.\de\+150: the sums of their products overflow "
+            r"float64\. Divide input and output by powers of ten"),
+    (1e-160, r"input has values of at most 3\.\de-160: the sums of their products underflow "
+             r"float64\. Multiply input and output"),
+    (1e-200, r"underflow float64"),
+])
+def test_extreme_scales_are_refused_saying_what_to_do(scale, message):
+    x = np.random.default_rng(0).standard_normal((20, 20))
+    y = kernelfit.convolve(x, kernels.box(3))
+    with pytest.raises(ValueError, match=message):
+        kernelfit.fit_kernel(x * scale, y * scale, 3)
+
+
+@pytest.mark.parametrize("scale", [1e130, 1e-130])
+def test_large_and_small_scales_within_float64_fit_exactly(scale):
+    x = np.random.default_rng(0).standard_normal((20, 20))
+    y = kernelfit.convolve(x, kernels.box(3))
+    fit = kernelfit.fit_kernel(x * scale, y * scale, 3)
+    np.testing.assert_allclose(fit.kernel, kernels.box(3), atol=1e-10)
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda x, y: kernelfit.fit_kernel(x, y, 3, mask=[[True] * 20] * 19 + [[True] * 19]),
+     TypeError, r"mask must be a boolean array \(or nested lists of booleans of one shape\)"),
+    (lambda x, y: kernelfit.fit_kernel([x, x[0]], [y, y[0]], 3), ValueError,
+     r"input\[1\] has 1 dimensions and input\[0\] 2: every pair must have the same"),
+])
+def test_malformed_arguments_name_themselves(call, error, message):
+    x = np.random.default_rng(0).standard_normal((20, 20))
+    with pytest.raises(error, match=message):
+        call(x, kernelfit.convolve(x, kernels.box(3)))
