@@ -219,10 +219,19 @@ def fit_kernel(input, output, size, *, mode=None, boundary=None, fillvalue=0,
     choice = choose(problem, first)
     design = choice.design
     total = sum(box.size for box in design.boxes) * problem.n_out
-    if int(first.total.n_rows.sum()) == 0 and int(
-            statistics_for(problem, first, design).n_rows.sum()) == 0:
+    rows = first.total.n_rows
+    if int(rows.sum()) == 0 or (rows == 0).any():
+        rows = statistics_for(problem, first, design).n_rows
+    if int(rows.sum()) == 0:
         raise ValueError(f"no output samples left to fit: all {total} usable samples are "
                          f"masked out or saturated (see mask= and saturated=)")
+    if rows.size > 1 and (rows == 0).any():  # a system of its own per output channel
+        empty = [int(c) for c in np.flatnonzero(rows == 0)]
+        raise ValueError(f"output channel{'s' if len(empty) > 1 else ''} "
+                         f"{', '.join(map(str, empty))} ha{'ve' if len(empty) > 1 else 's'} "
+                         f"no usable samples (all masked out or saturated): nothing determines "
+                         f"{'their kernels' if len(empty) > 1 else 'its kernel'}; mask fewer "
+                         f"samples, or fit the other channels alone")
     estimate = get_solver(problem.method)(problem, design, first, **problem.options)
     fit = _result(problem, choice, estimate, total)
     diagnose(problem, first, choice, estimate, fit)

@@ -283,3 +283,15 @@ def test_malformed_arguments_name_themselves(call, error, message):
     x = np.random.default_rng(0).standard_normal((20, 20))
     with pytest.raises(error, match=message):
         call(x, kernelfit.convolve(x, kernels.box(3)))
+
+
+@pytest.mark.parametrize("channels", ["separate", "full"])
+def test_an_output_channel_without_usable_samples_is_named(channels):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((20, 20, 2))
+    y = kernelfit.convolve(x, np.ones((3, 3)), channel_axis=-1, channels="shared")
+    mask = np.ones(y.shape, bool)
+    mask[..., 1] = False
+    with pytest.raises(ValueError, match=r"output channel 1 has no usable samples \(all "
+                                         r"masked out or saturated\): nothing determines its"):
+        kernelfit.fit_kernel(x, y, 3, channel_axis=-1, channels=channels, mask=mask)
