@@ -42,7 +42,8 @@ def fit_kernel(input, output, size, *, mode=None, boundary=None, fillvalue=0,
         samples, and the one with the lowest BIC is kept, unless what it adds beyond the
         significant coefficients is not significant (``fit.size_scores`` holds every
         score). The search covers only supports the data can judge (see `max_size`).
-        'valid' and 'full' outputs imply the size.
+        'valid' and 'full' outputs imply the size: with 'auto', their output must differ
+        from the input in shape (equal shapes are 'same' geometry).
     mode : {None, 'same', 'valid', 'full'}, optional
         Output geometry as in :func:`kernelfit.convolve`. None infers it from the shapes:
         equal means 'same', smaller by ``size - 1`` 'valid', larger by ``size - 1`` 'full'.
@@ -145,7 +146,8 @@ def fit_kernel(input, output, size, *, mode=None, boundary=None, fillvalue=0,
     Raises
     ------
     ValueError
-        For shapes that fit no mode, a size larger than the data, NaN or infinite values
+        For shapes that fit no mode (or ``size='auto'`` with 'valid' or 'full' and equal
+        shapes), a size larger than the data, NaN or infinite values
         in the samples the fit reads, mismatched pairs or masks, unknown options, or no
         usable samples.
     TypeError

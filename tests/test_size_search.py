@@ -1,5 +1,6 @@
 """size='auto' on small images and with a max_size near or beyond the image: the search covers
-only supports the data can judge, and says when the data cut it short."""
+only supports the data can judge, says when the data cut it short, and refuses geometries
+whose shapes say nothing about the size."""
 
 import numpy as np
 import pytest
@@ -7,6 +8,7 @@ from PIL import Image, ImageFilter
 
 import kernelfit
 from kernelfit import data, fit_kernel, kernels, synth
+from kernelfit._cli import main
 
 PHOTO = data.portrait()[150:350, 150:350]
 SMOOTH = np.array([[1, 1, 1], [1, 5, 1], [1, 1, 1]]) / 13  # Pillow's ImageFilter.SMOOTH
@@ -92,3 +94,31 @@ def test_several_pairs_add_their_samples():
     outputs = [kernelfit.convolve(image, kernels.box(3)) for image in images]
     fit = fit_kernel(images, outputs, "auto")
     assert fit.size == (3, 3) and fit.size_limit == (9, 9)
+
+
+@pytest.mark.parametrize("mode, than", [("full", "larger"), ("valid", "smaller")])
+def test_size_auto_with_full_or_valid_on_equal_shapes_is_refused(mode, than):
+    """Equal shapes imply a 1x1 kernel in 'full' and 'valid' modes: it came back with R^2 0.15
+    and no warning. They are 'same' geometry; the error says so."""
+    output = synth.synthesize(PHOTO, kernels.box(3), dtype=np.uint8)
+    with pytest.raises(ValueError, match=rf"mode='{mode}' with size='auto' takes the kernel's "
+                       rf"size from how much {than} the output is than the input, but output "
+                       rf"spatial shape \(200, 200\) equals the input's: that is 'same' "
+                       rf"geometry. Pass mode='same' \(or no mode\)"):
+        fit_kernel(PHOTO, output, "auto", mode=mode)
+    with pytest.raises(ValueError, match=r"output\[1\] spatial shape \(200, 200\) equals the "
+                       r"input\[1\]'s"):
+        fit_kernel([PHOTO[:-2, :-2], PHOTO], [PHOTO[:-4, :-4] if mode == "valid" else PHOTO,
+                                              output], "auto", mode=mode)
+    assert fit_kernel(PHOTO, PHOTO, 1, mode=mode).size == (1, 1)  # asked for: still allowed
+
+
+def test_size_auto_with_full_on_equal_shapes_in_the_command_line(tmp_path, capsys):
+    Image.fromarray(PHOTO).save(tmp_path / "in.png")
+    Image.fromarray(_smooth(PHOTO)).save(tmp_path / "out.png")
+    assert main(["fit", str(tmp_path / "in.png"), str(tmp_path / "out.png"), "--size", "auto",
+                 "--mode", "full"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("kernelfit: error: --mode full with --size auto takes the kernel's "
+                          "size") and "Pass --mode same (or no mode)" in err
+    assert err.count("\n") == 1
