@@ -9,6 +9,8 @@ from PIL import Image, ImageFilter
 import kernelfit
 from kernelfit import data, fit_kernel, kernels, synth
 from kernelfit._cli import main
+from kernelfit._prepare import prepare
+from kernelfit._search import plan
 
 PHOTO = data.portrait()[150:350, 150:350]
 SMOOTH = np.array([[1, 1, 1], [1, 5, 1], [1, 1, 1]]) / 13  # Pillow's ImageFilter.SMOOTH
@@ -19,21 +21,28 @@ def _smooth(image):
     return np.asarray(Image.fromarray(image).filter(ImageFilter.SMOOTH))
 
 
-def test_smooth_with_max_size_beyond_the_image_is_3x3():
+def test_smooth_with_max_size_near_the_image_is_3x3():
     """A 199x199 search on 200x200 had 4 samples left inside the image and chose 2x2 (an
-    "identity, scale 0.47", R^2 0.994); 2000 was clipped to the same. The data allow 47x47."""
-    fit = fit_kernel(PHOTO, _smooth(PHOTO), "auto", boundary="auto", max_size=2000)
+    "identity, scale 0.47", R^2 0.994). The data allow 47x47."""
+    fit = fit_kernel(PHOTO, _smooth(PHOTO), "auto", boundary="auto", max_size=199)
     assert fit.size == (3, 3) and fit.origin == (0, 0)
     np.testing.assert_allclose(fit.kernel, SMOOTH, atol=2e-3)
     assert fit.size_limit == (47, 47)
     assert "the data allow a search up to 47x47 only" in str(fit)
 
 
-def test_box_blur_with_max_size_near_the_image_is_3x3():
+@pytest.mark.parametrize("max_size, extent", [(15, (15, 15)), (47, (47, 47)),
+                                              (49, (47, 47)), (199, (47, 47)),
+                                              (2000, (47, 47))])
+def test_max_size_beyond_the_image_searches_what_the_data_allow(max_size, extent):
+    """max_size=2000 was clipped to the image (199x199, the same 2x2 answer); it is now the
+    same 47x47 search as 199 (the fit above), and 15 is searched as asked."""
     output = synth.synthesize(PHOTO, kernels.box(3), dtype=np.uint8)
-    fit = fit_kernel(PHOTO, output, "auto", max_size=199)
-    assert fit.size == (3, 3) and fit.size_limit == (47, 47)
-    np.testing.assert_allclose(fit.kernel, kernels.box(3), atol=2e-3)
+    problem = prepare(PHOTO, output, "auto", mode=None, boundary=None, fillvalue=0,
+                      convention="convolution", origin=0, bias=False, channel_axis=None,
+                      channels="shared", mask=None, saturated="auto", method="lstsq",
+                      options=None, max_size=max_size, checks=True)
+    assert plan(problem)[0].shape == extent
 
 
 @pytest.mark.parametrize("max_size", [15, 19, 2000])
