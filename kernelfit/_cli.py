@@ -227,7 +227,8 @@ def build_parser():
     fit.add_argument("--size", required=True, type=_size_or_auto,
                      help="kernel size: K, KxL (rows x columns), or auto (found from the data)")
     fit.add_argument("--max-size", type=int, default=15,
-                     help="with --size auto: the largest support tried (default 15)")
+                     help="with --size auto: the largest support tried (default 15; less "
+                          "where the data leave under 10 samples per unknown)")
     _geometry_options(fit, fit=True)
     fit.add_argument("--method", default="lstsq", choices=["lstsq", "pinv", "ridge", "tf"],
                      help="solver (default lstsq)")
@@ -553,7 +554,9 @@ def report(fit, input_path, output_path, image, target, psnr, identification=Non
                  f"{fit.n_unknowns} unknowns, condition number {fit.condition_number:.3g})")
     if fit.size_scores:
         lines.append(f"size found: {'x'.join(map(str, fit.size))}, origin {fit.origin} "
-                     f"(lowest BIC of {len(fit.size_scores)} candidate supports)")
+                     f"(lowest BIC of {len(fit.size_scores)} candidate supports"
+                     + (f"; the data allow a search up to {'x'.join(map(str, fit.size_limit))} "
+                        f"only, whatever --max-size" if fit.size_limit else "") + ")")
     if fit.boundary_scores:
         ranked = sorted(fit.boundary_scores.items(), key=lambda item: item[1])
         best, value = ranked[0]

@@ -12,7 +12,7 @@ import warnings
 
 import numpy as np
 
-from ._search import better_placement, fit_of
+from ._search import SAMPLES_PER_UNKNOWN, better_placement, fit_of, search_extent
 from ._warnings import IdentifiabilityWarning, ModelWarning
 
 # fit_kernel -> diagnose -> a check -> _warn -> warnings.warn: the warning points at the
@@ -28,6 +28,7 @@ def diagnose(problem, first, choice, estimate, fit):
     """Warn about everything the data say is wrong with the fit `fit`."""
     _identifiability(fit)
     _boundary(choice)
+    _size_limit(problem, first, choice)
     if not problem.checks:
         return
     _determined(fit)
@@ -87,6 +88,23 @@ def _boundary(choice):
           f"leaves a border residual RMS of {scores[best]:.3g} against "
           f"{choice.boundary_noise:.3g} inside; the kernel is fitted from the interior only "
           f"(boundary=None)", ModelWarning)
+
+
+def _size_limit(problem, first, choice):
+    """size='auto' found a kernel that reaches the edge of a search the data cut short of
+    `max_size`: a larger kernel could not be looked for."""
+    if choice.size_limit is None:
+        return
+    box, support = first.support, choice.design.support
+    asked = search_extent(problem)[1]
+    if not any(e < a and (lo == low or hi == high) for e, a, lo, low, hi, high in zip(
+            box.shape, asked, support.lo, box.lo, support.hi, box.hi)):
+        return
+    _warn(f"the kernel found, {_size(support, False)}, reaches the edge of the largest "
+          f"support the data allow size='auto' to search, {_size(box, False)} (max_size="
+          f"{problem.max_size}): a larger one would leave fewer than {SAMPLES_PER_UNKNOWN} "
+          f"output samples per unknown, or span over half the data, so the kernel may be "
+          f"larger than found. A larger image or more pairs would tell.", ModelWarning)
 
 
 def _placement(problem, first, choice):

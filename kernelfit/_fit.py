@@ -41,7 +41,9 @@ def fit_kernel(input, output, size, *, mode=None, boundary=None, fillvalue=0,
         smaller support that holds the anchor is fitted from their sub-blocks on the same
         samples, and the one with the lowest BIC is kept, unless what it adds beyond the
         significant coefficients is not significant (``fit.size_scores`` holds every
-        score). 'valid' and 'full' outputs imply the size.
+        score). The search covers only supports the data can judge (see `max_size`).
+        'valid' and 'full' outputs imply the size: with 'auto', their output must differ
+        from the input in shape (equal shapes are 'same' geometry).
     mode : {None, 'same', 'valid', 'full'}, optional
         Output geometry as in :func:`kernelfit.convolve`. None infers it from the shapes:
         equal means 'same', smaller by ``size - 1`` 'valid', larger by ``size - 1`` 'full'.
@@ -112,7 +114,11 @@ def fit_kernel(input, output, size, *, mode=None, boundary=None, fillvalue=0,
           ``verbose`` (a progress bar; default on a terminal) and ``callback``
           (``callback(step, loss, kernel)`` after every step; returning True stops).
     max_size : int, optional
-        The largest support ``size='auto'`` tries along each axis (odd; at most the data).
+        The largest support ``size='auto'`` tries along each axis (odd). The data may allow
+        less: the search stops where a support would leave fewer than 10 output samples per
+        unknown (of every pair, before masks) or span over half the data along an axis, and
+        ``fit.size_limit`` says where (a 20x20 image allows 5x5, a 200x200 one 47x47). A
+        kernel found at that limit raises a ModelWarning: it may be larger.
     checks : bool, optional
         Check the model against the data, from numbers the fit computes anyway (no
         refits): a larger support or another placement of the given size that explains
@@ -140,7 +146,8 @@ def fit_kernel(input, output, size, *, mode=None, boundary=None, fillvalue=0,
     Raises
     ------
     ValueError
-        For shapes that fit no mode, a size larger than the data, NaN or infinite values
+        For shapes that fit no mode (or ``size='auto'`` with 'valid' or 'full' and equal
+        shapes), a size larger than the data, NaN or infinite values
         in the samples the fit reads, mismatched pairs or masks, unknown options, or no
         usable samples.
     TypeError
@@ -158,8 +165,9 @@ def fit_kernel(input, output, size, *, mode=None, boundary=None, fillvalue=0,
         when the kernel is identifiable but so ill-conditioned that no coefficient differs
         from zero by three standard errors.
     ModelWarning
-        When the data contradict the model (see `checks`), or no edge rule reproduces the
-        border with ``boundary='auto'``.
+        When the data contradict the model (see `checks`), no edge rule reproduces the
+        border with ``boundary='auto'``, or ``size='auto'`` finds a kernel at the limit of
+        what the data allow it to search (see `max_size`).
 
     See Also
     --------
@@ -293,4 +301,4 @@ def _result(problem, choice, estimate, total):
         loss_history=estimate.loss_history, n_steps=estimate.n_steps,
         stop_reason=estimate.stop_reason, device=estimate.device,
         size_scores=choice.size_scores, boundary_scores=choice.boundary_scores,
-        frame=choice.frame)
+        frame=choice.frame, size_limit=choice.size_limit)

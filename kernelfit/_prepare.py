@@ -322,6 +322,16 @@ def _geometry(pairs, size, mode, n):
                                  "valid" if all(o < s for s, o in zip(spatial_in, spatial_out))
                                  else "full")
             implied = tuple(abs(s - o) + 1 for s, o in zip(spatial_in, spatial_out))
+            if pair_mode != "same" and spatial_in == spatial_out:
+                # 'valid' and 'full' read the size from the difference of the shapes: none
+                # means a 1x1 kernel, never what a filter with equal shapes did
+                than = "smaller" if pair_mode == "valid" else "larger"
+                raise ValueError(f"mode={pair_mode!r} with size='auto' takes the kernel's "
+                                 f"size from how much {than} the output is than the input, "
+                                 f"but {y_name} spatial shape {spatial_out} equals the "
+                                 f"{_name('input', i, n)}'s: that is 'same' geometry. Pass "
+                                 f"mode='same' (or no mode) to search the size, or give the "
+                                 f"size (1 for a 1x1 kernel)")
             if pair_mode != "same":
                 size_here = implied
                 if output_shape(spatial_in, implied, pair_mode) != spatial_out:

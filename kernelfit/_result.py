@@ -106,6 +106,10 @@ class KernelFit:
         in the input (Pillow's Kernel filters do): per spatial axis, the widths
         ``(before, after)`` of that frame, which `predict` copies from its input.
         `boundary` is then None. None otherwise.
+    size_limit : tuple of int or None
+        ``size='auto'``: the largest size searched, when the data allowed less than
+        `max_size` (a support must leave at least 10 output samples per unknown, and span at
+        most about half the data along each axis); None when the search reached `max_size`.
     """
 
     kernel: np.ndarray
@@ -136,6 +140,7 @@ class KernelFit:
     size_scores: object = None
     boundary_scores: object = None
     frame: object = None
+    size_limit: object = None
 
     def __post_init__(self):
         for name in ("kernel", "stderr", "bias", "bias_stderr", "reg", "loss_history"):
@@ -274,7 +279,10 @@ class KernelFit:
         if self.size_scores:
             best = min(self.size_scores, key=self.size_scores.get)
             lines.append(f"  size found: {'x'.join(map(str, best[0]))} at origin {best[1]} "
-                         f"(BIC, {len(self.size_scores)} candidates)")
+                         f"(BIC, {len(self.size_scores)} candidates"
+                         + (f"; the data allow a search up to "
+                            f"{'x'.join(map(str, self.size_limit))} only"
+                            if self.size_limit else "") + ")")
         if self.boundary_scores:
             ranked = sorted(self.boundary_scores.items(), key=lambda item: item[1])
             lines.append("  border residual by edge rule: " + ", ".join(

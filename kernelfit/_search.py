@@ -27,6 +27,12 @@ EVIDENCE_UNKNOWNS = 1024
 # Above this many unknowns, fits of half the rows are solved by preconditioned conjugate
 # gradients rather than factorised (O(m^2) per step against O(m^3)).
 PRECONDITIONED_UNKNOWNS = 1024
+# size='auto' searches only supports the data can judge: at least this many output samples per
+# unknown of the largest support (the regression rule of thumb). With fewer, large supports fit
+# the few samples left inside the image almost exactly, and BIC rewards them: a 20x20 crop of a
+# 3x3 blur came back 7x7 from a 15x15 search, a 200x200 one 2x2 from a 199x199 search (4
+# samples). And at most about half the data along each axis, whatever the number of pairs.
+SAMPLES_PER_UNKNOWN = 10
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,6 +55,7 @@ class Choice:
     boundary_scores: object = None
     boundary_noise: object = None   # interior residual RMS, when no rule reproduced the border
     frame: object = None   # per axis (before, after): the border the filter left unchanged
+    size_limit: object = None   # size='auto': the largest size searched, when the data capped it
 
 
 # --- the first pass ----------------------------------------------------------------------
@@ -69,8 +76,7 @@ def plan(problem):
     smallest = tuple(min(shape[i] for shape in in_shapes) for i in range(problem.n_spatial))
     evidence = None
     if problem.size == "auto":
-        extent = tuple(min(problem.max_size, n) for n in smallest)
-        extent = tuple(e if e % 2 else e - 1 for e in extent)
+        extent, _ = search_extent(problem)
         box = Support(tuple(-(e // 2) for e in extent), extent)
     elif problem.origin == "auto":  # every placement of the size that holds the anchor
         extent = tuple(min(2 * k - 1, n) for k, n in zip(problem.size, smallest))
@@ -83,6 +89,36 @@ def plan(problem):
             evidence = None if evidence == box else evidence
     rule = problem.pad_mode
     return box, tuple(region(shape, box, mode, rule) for shape in in_shapes), rule, evidence
+
+
+def search_extent(problem):
+    """size='auto': the largest support searched, and the one `max_size` asks for (odd, and
+    within the data), per axis.
+
+    The search box is the largest centred odd box inside the asked one, and at most about half
+    the smallest input along each axis, that leaves at least SAMPLES_PER_UNKNOWN output samples
+    (all pairs, before masks) per unknown of a system.
+    """
+    smallest = [min(pair.in_shape[i] for pair in problem.pairs)
+                for i in range(problem.n_spatial)]
+
+    def odd(n):
+        return max(1, n if n % 2 else n - 1)
+
+    asked = tuple(odd(min(problem.max_size, n)) for n in smallest)
+    half = tuple(odd((n + 1) // 2) for n in smallest)
+    # one system per output channel ('shared': one for all), with the taps of every input
+    # channel it mixes ('full')
+    shared = problem.n_out if problem.layout == "shared" else 1
+    mixed = problem.n_in if problem.layout == "full" else 1
+    for reach in range(max(asked), 0, -2):
+        extent = tuple(min(a, h, reach) for a, h in zip(asked, half))
+        box = Support(tuple(-(e // 2) for e in extent), extent)
+        samples = shared * sum(region(pair.in_shape, box, "same", problem.pad_mode).size
+                               for pair in problem.pairs)
+        if samples >= SAMPLES_PER_UNKNOWN * (box.size * mixed + int(problem.bias)):
+            break
+    return extent, asked
 
 
 def evidence_support(support, shape):
@@ -318,11 +354,15 @@ def choose(problem, first):
     else:
         support = problem.support(problem.size, problem.origin)
     if problem.boundary == "auto":
-        return _edge_rule(problem, first, support, size_scores)
-    design = Design(support, tuple(region(shape, support, "same", problem.pad_mode)
-                                   for shape in in_shapes), problem.pad_mode,
-                    problem.boundary)
-    return Choice(design, size_scores=size_scores)
+        choice = _edge_rule(problem, first, support, size_scores)
+    else:
+        design = Design(support, tuple(region(shape, support, "same", problem.pad_mode)
+                                       for shape in in_shapes), problem.pad_mode,
+                        problem.boundary)
+        choice = Choice(design, size_scores=size_scores)
+    if problem.size == "auto" and first.support.shape != search_extent(problem)[1]:
+        choice = dataclasses.replace(choice, size_limit=first.support.shape)
+    return choice
 
 
 def _full_mode_rule(problem, first):
