@@ -257,7 +257,8 @@ def _check_memory(problem, support, evidence):
     ndim = support.ndim
     side = max(1, int((needed and (0.8 * available / needed)) ** (1 / (2 * ndim))
                       * support.size ** (1 / ndim)))
-    what = ("size='auto' searches up to max_size" if problem.size == "auto" else
+    what = (f"size='auto' searches up to {_shape_text(support.shape)}"
+            if problem.size == "auto" else
             "origin='auto' fits every placement (2 * size - 1 taps per axis)"
             if problem.origin == "auto" else f"a {_shape_text(support.shape)} kernel")
     raise MemoryError(
