@@ -277,7 +277,7 @@ def _structure(problem, first, estimate, fit):
 def _not_noise(structure):
     above = (f", {structure.rms / structure.floor:.0f} times what rounding to integers "
              f"leaves ({structure.floor:.3g})" if structure.integers else "")
-    signs = [f"its size follows the image's local contrast (correlation "
+    signs = [f"its size follows the output's local contrast (correlation "
              f"{structure.contrast:.2f})"] if structure.contrast >= 0.1 else []
     if abs(structure.neighbour) >= 0.1:
         agree = "agree" if structure.neighbour > 0 else "alternate"

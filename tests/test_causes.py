@@ -72,3 +72,16 @@ def test_a_regularised_fit_is_not_called_non_linear():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         kernelfit.fit_kernel(IMAGE, output, 3, method="ridge", options={"reg": 1e5})
+
+
+def test_a_signal_median_is_not_noise_and_a_noisy_fir_is():
+    """1-D: the structure is read along one stretch of the signal, neighbours adjacent."""
+    rng = np.random.default_rng(0)
+    signal = np.cumsum(rng.standard_normal(300_000))
+    with pytest.warns(kernelfit.ModelWarning, match=r"is not noise: its size follows the "
+                                                    r"output's local contrast"):
+        kernelfit.fit_kernel(signal, scipy.ndimage.median_filter(signal, 5), 5)
+    noisy = np.convolve(signal, [0.2] * 5, mode="same") + rng.standard_normal(signal.size)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        kernelfit.fit_kernel(signal, noisy, 5)
