@@ -37,6 +37,8 @@ def diagnose(problem, first, choice, estimate, fit):
     if problem.mode == "same" and problem.size != "auto" and problem.origin != "auto" \
             and _placement(problem, first, choice):
         return
+    if _absorbed_offset(problem, first, choice, fit):
+        return
     structure = _structure(problem, first, estimate, fit)
     if _linearity(problem, first, estimate, fit, structure):
         return
@@ -233,6 +235,35 @@ def _linearity(problem, first, estimate, fit, structure=None):
         _warn(f"the residual has a mean of {offset:.3g}: the filter adds an offset the model "
               f"lacks (as Pillow's EMBOSS adds 128). Fit it with bias=True.", ModelWarning)
     return curved or missing_offset
+
+
+def _absorbed_offset(problem, first, choice, fit):
+    """size='auto' without a bias: a larger kernel whose sum is a little off can stand in
+    for an offset (an integer filter that rounds down between passes subtracts about half
+    a level per pass). True, warned, when a smaller support with a bias explains the output
+    better by BIC on the same samples."""
+    from ._search import _scale, locate
+
+    if problem.size != "auto" or problem.bias or problem.mode != "same" or \
+            not first.support.contains(choice.design.support):
+        return False
+    support, _ = locate(problem, first, bias=True)
+    chosen = choice.design.support
+    if support.size >= chosen.size:
+        return False
+    scale = _scale(first.total)
+    with_offset = fit_of(problem, first, support, bias=True)
+    without = fit_of(problem, first, chosen)
+    if with_offset.bic(scale) >= without.bic(scale):
+        return False
+    _, offset = with_offset.kernel()
+    offset = np.ravel(offset)
+    shown = f"{offset[0]:.3g}" if offset.size == 1 else np.array2string(offset, precision=3)
+    _warn(f"a {_size(support, False)} kernel with an offset of {shown} explains the output "
+          f"better than the {_size(chosen, False)} kernel found, whose extra taps stand in "
+          f"for the offset: the filter adds one (integer filters that round down between "
+          f"passes do, as scipy.ndimage's on uint8). Fit it with bias=True.", ModelWarning)
+    return True
 
 
 # Separate kernels for the top and the bottom of the image explain at least this share of the

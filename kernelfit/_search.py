@@ -153,24 +153,25 @@ class SubFit:
     `like`'s factorisations and started from its solutions, instead of factorised anew.
     """
 
-    def __init__(self, problem, stats, support, like=None):
+    def __init__(self, problem, stats, support, like=None, bias=None):
         self.problem, self.support = problem, support
+        self.bias = bias = problem.bias if bias is None else bias
         self.stats = stats = stats.restrict(support)
         m = stats.n_kernel
         if like is not None and m > PRECONDITIONED_UNKNOWNS:
             self.factors = [Preconditioned(stats.gram[s], m, int(stats.n_rows[s]),
-                                           problem.bias, near, like.solutions[s][0])
+                                           bias, near, like.solutions[s][0])
                             for s, near in enumerate(like.factors)]
         else:
-            self.factors = [Factorization(stats.gram[s], m, int(stats.n_rows[s]),
-                                          problem.bias) for s in range(stats.gram.shape[0])]
+            self.factors = [Factorization(stats.gram[s], m, int(stats.n_rows[s]), bias)
+                            for s in range(stats.gram.shape[0])]
         self.solutions = [f.solve(stats.rhs[s]) for s, f in enumerate(self.factors)]
         self.rss = np.array([residual_from_statistics(
-            stats.gram[s], stats.rhs[s], stats.yy[s], x, b if problem.bias else None)
+            stats.gram[s], stats.rhs[s], stats.yy[s], x, b if bias else None)
             for s, (x, b) in enumerate(self.solutions)])
         columns = stats.rhs.shape[2]
         self.n = int(stats.n_rows.sum()) * columns
-        self.p = (m + (stats.groups if problem.bias else 0)) * columns * len(self.factors)
+        self.p = (m + (stats.groups if bias else 0)) * columns * len(self.factors)
         self.yy = float(stats.yy.sum())
 
     def floor(self, scale):
@@ -196,7 +197,7 @@ class SubFit:
                                               self.support.shape, problem.n_in, problem.n_out,
                                               s)
             kernel.flat[coef] = x
-            if problem.bias:
+            if self.bias:
                 bias[bias_index] = b
         return kernel, bias
 
@@ -215,15 +216,15 @@ class SubFit:
         return stderr
 
 
-def fit_of(problem, first, support, which="total"):
+def fit_of(problem, first, support, which="total", bias=None):
     """The SubFit of `support` on the first pass's samples ('total'), its top or bottom half
     of the rows, or the evidence's samples ('evidence'), made once per call (kept in
-    ``first.fits``)."""
-    key = (which, support)
+    ``first.fits``); with `bias`, with or without a bias whatever the call asked."""
+    key = (which, support, bias)
     if key not in first.fits:
         if which in ("total", "evidence"):
             fit = SubFit(problem, first.total if which == "total" else first.evidence,
-                         support)
+                         support, bias=bias)
         else:
             like = fit_of(problem, first, support)
             top = first.top
@@ -240,14 +241,15 @@ def _scale(stats):
 
 # --- size and placement ------------------------------------------------------------------
 
-def locate(problem, first):
-    """Choose the support (size and placement) by BIC among sub-blocks of the first pass.
+def locate(problem, first, bias=None):
+    """Choose the support (size and placement) by BIC among sub-blocks of the first pass
+    (with `bias`: with or without a bias, whatever the call asked).
 
     Returns (support, scores) with scores keyed by (size, origin) in the user's convention.
     """
     stats, box = first.total, first.support
     scale = _scale(stats)
-    big = fit_of(problem, first, box)
+    big = fit_of(problem, first, box, bias=bias)
     kernel, _ = big.kernel()
     magnitude = np.abs(kernel)
     stderr = big.stderr(scale)
@@ -263,7 +265,7 @@ def locate(problem, first):
     candidates = _candidates(problem, box, significant)
     scores, fits, best = {}, {}, None
     for support in candidates:
-        fit = fit_of(problem, first, support)
+        fit = fit_of(problem, first, support, bias=bias)
         score = fit.bic(scale)
         scores[(support.shape, support.origin(problem.convention))] = score
         fits[support] = fit

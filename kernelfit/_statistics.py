@@ -105,7 +105,7 @@ class Statistics:
         index = np.concatenate([kernel, bias])
         return Statistics(support, self.channels, self.groups,
                           self.gram[:, index[:, np.newaxis], index],
-                          self.rhs[:, index], self.yy)
+                          self.rhs[:, index], self.yy.copy())  # (all three its own)
 
 
 def zeros(support, layout, n_in, n_out, joint, dtype):

@@ -485,3 +485,17 @@ def test_shift_variance_warns_with_either_solver_of_the_halves(monkeypatch, unkn
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         fit_kernel(image, top + np.random.default_rng(0).normal(0, 0.5, top.shape), 5)
+
+
+def test_restricted_statistics_own_their_arrays():
+    """Adding into a sub-block's statistics (the frames of a design) must not change the
+    statistics it came from (the first pass's, which every later check reads)."""
+    rng = np.random.default_rng(0)
+    whole = _statistics.zeros(Support((-2, -2), (5, 5)), "shared", 1, 1, True, np.float64)
+    for array in (whole.gram, whole.rhs, whole.yy):
+        array[...] = rng.standard_normal(array.shape)
+    before = [a.copy() for a in (whole.gram, whole.rhs, whole.yy)]
+    part = whole.restrict(Support((-1, -1), (3, 3)))
+    part.add(part)
+    for a, b in zip((whole.gram, whole.rhs, whole.yy), before):
+        np.testing.assert_array_equal(a, b)
