@@ -176,12 +176,21 @@ def identify(fit_or_kernel, *, tolerance=None, convention=None, stderr=None, ori
     if tolerance is not None and not tolerance > 0:
         raise ValueError(f"tolerance must be positive; got {tolerance!r}")
     kernel = np.real_if_close(kernel)
+    largest = float(np.abs(kernel).max())
+    if largest > _LARGEST or 0 < largest < _SMALLEST:
+        raise ValueError(f"kernel's largest magnitude is {largest:.3g}; identify takes "
+                         f"kernels between {_SMALLEST:g} and {_LARGEST:g} (rescale it)")
+    if tolerance is not None and not _SMALLEST <= tolerance <= _LARGEST:
+        raise ValueError(f"tolerance must lie between {_SMALLEST:g} and {_LARGEST:g}; got "
+                         f"{tolerance!r}")
     if stderr is not None:
         kernel, stderr = centre_on_anchor(kernel, stderr, kernel.shape, tuple(origin),
                                           convention)
         floor = 5e-4 * np.abs(kernel).max() + (tolerance or 0.0)
-        raw = np.where(np.isfinite(stderr), stderr, np.inf)
-        sigma = np.sqrt(raw ** 2 + floor ** 2)
+        raw = np.where(np.isfinite(stderr), np.abs(stderr), np.inf)
+        # stderr far above the floor would overflow when squared: cap it (it matches anything)
+        raw = np.where(raw > _LARGEST, np.inf, raw)
+        sigma = np.hypot(raw, floor)
         by_chi2 = True
     else:
         kernel, _ = centre_on_anchor(kernel, np.zeros(kernel.shape), kernel.shape,
@@ -192,6 +201,8 @@ def identify(fit_or_kernel, *, tolerance=None, convention=None, stderr=None, ori
     if np.iscomplexobj(kernel):
         raise ValueError("identify names real kernels; this one is complex (identify its real "
                          "and imaginary parts separately)")
+    if largest == 0 or kernel.size == 1:
+        return _trivial(kernel, sigma, by_chi2)
     # Below this a coefficient is zero: 3 stderr (without the matching floor) for a fit;
     # for an exact array, rounding.
     zero = 3 * raw + 1e-12 * np.abs(kernel).max() if by_chi2 else np.full(
@@ -217,6 +228,36 @@ def identify(fit_or_kernel, *, tolerance=None, convention=None, stderr=None, ori
         model=best.model if best else np.zeros_like(kernel), candidates=tuple(candidates),
         separable=rank == 1, rank=rank, singular_values=singular, factors=factors,
         rational=_rational(kernel, sigma), negligible=negligible)
+
+
+# Magnitudes whose squares (summed over a kernel) and reciprocals stay finite in float64.
+_LARGEST = 1e50
+_SMALLEST = 1e-50
+
+
+def _trivial(kernel, sigma, by_chi2):
+    """An all-zero kernel, or one coefficient: a scaled identity; no family applies."""
+    if kernel.size == 1 and kernel.flat[0] != 0:
+        value = float(kernel.flat[0])
+        name, description, parameters = "identity", "identity" + _scale_text(value), {
+            "scale": value}
+    else:
+        name, description, parameters = "zero", "zero kernel (all coefficients are 0)", {}
+    if kernel.ndim == 2:
+        rank = int(kernel.size == 1 and kernel.flat[0] != 0)
+        singular = np.linalg.svd(kernel, compute_uv=False)
+        factors = (np.ones(1), kernel[0].copy()) if rank else None
+    else:
+        rank = singular = factors = None
+    candidate = Candidate(name, description, parameters, kernel.copy(), 0.0, True,
+                          int(bool(parameters)))
+    rational = (_rational(kernel, sigma) if kernel.size == 1
+                else (np.zeros(kernel.shape, dtype=int), 1))
+    return Identification(
+        name=name, description=description, parameters=parameters, matches=True, score=0.0,
+        model=kernel.copy(), candidates=(candidate,), separable=rank == 1, rank=rank,
+        singular_values=singular, factors=factors, rational=rational,
+        negligible=np.abs(kernel) <= 3 * sigma)
 
 
 def _judge(kernel, sigma, by_chi2, name, description, parameters, model, n_parameters):
@@ -572,7 +613,7 @@ def _separability(kernel, sigma):
         return None, None, None
     u, s, vh = np.linalg.svd(kernel)
     finite = sigma[np.isfinite(sigma)]
-    noise = 3 * float(np.sqrt(np.sum(finite ** 2))) if finite.size else 0.0
+    noise = 3 * float(np.linalg.norm(finite)) if finite.size else 0.0
     rank = int(np.sum(s > max(noise, 1e-12 * s[0])))
     factors = None
     if rank == 1:
