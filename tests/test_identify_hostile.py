@@ -99,3 +99,22 @@ def test_fit_of_an_all_zero_output_writes_a_zero_kernel(images, tmp_path, capsys
     assert not np.any(content["kernel"]) and content["identification"].startswith("zero")
     assert f"wrote {path}" in out
 
+
+def test_fit_writes_the_kernel_even_when_identify_fails(images, tmp_path, capsys, monkeypatch):
+    def broken(*args, **kwargs):
+        raise RuntimeError("boom\nsecond line")
+
+    monkeypatch.setattr(kernelfit._identify, "identify", broken)
+    before, after, _ = images
+    path = tmp_path / "k.json"
+    status = main(["fit", before, after, "--size", "3", "-o", str(path)])
+    out, err = capsys.readouterr()
+    assert status == 0, err
+    content = json.loads(path.read_text())
+    assert np.array(content["kernel"]).shape == (3, 3)
+    assert not {"identification", "identified", "rational"} & set(content)
+    assert f"wrote {path}" in out
+    assert err.count("\n") == 1 and "could not identify the kernel (RuntimeError: boom" in err
+    reference = main(["fit", before, after, "--size", "3", "-q", "-o", str(tmp_path / "r.npy")])
+    assert reference == 0 and capsys.readouterr().err.startswith("kernelfit: warning")
+
