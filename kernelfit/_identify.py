@@ -348,6 +348,33 @@ def _box(kernel, zero, convention):
            {"shape": shape, "scale": total}, model, 1)
 
 
+def _box_passes(kernel, zero, convention):
+    """n passes of a k-wide box (n >= 2): separable B-spline-like blurs, as video filters
+    and repeated mean filters make; the support is n (k - 1) + 1."""
+    best = None
+    for width in range(2, max(kernel.shape) + 1):
+        box = line = np.ones(width) / width
+        for passes in range(2, 7):
+            line = np.convolve(line, box)
+            if len(line) % 2 == 0:
+                continue
+            model = _embed(functools.reduce(np.multiply.outer, [line] * kernel.ndim),
+                           kernel.shape, convention)
+            if model is None:
+                break
+            scale = _scaled(kernel, model)
+            error = np.sum((kernel - scale * model) ** 2)
+            if best is None or error < best[0]:
+                best = (error, width, passes, scale * model, scale)
+    if best is not None:
+        _, width, passes, model, scale = best
+        box = "x".join([str(width)] * kernel.ndim)
+        support = passes * (width - 1) + 1
+        yield ("box_passes", f"{passes} passes of a {box} box ({support}-wide "
+               f"{'triangle' if passes == 2 else 'piecewise polynomial'})" + _scale_text(scale),
+               {"width": width, "passes": passes, "scale": scale}, model, 1)
+
+
 def _pillow_kernel(radius, passes):
     return (kernels.pillow_box_blur(radius) if passes == 1
             else kernels.pillow_gaussian_blur(radius))
@@ -429,6 +456,8 @@ def _gaussian(kernel, zero, convention):
         yield ("gaussian", f"Gaussian blur, sigma {sigma_text}{source}" + _scale_text(scale),
                {"sigma": sigmas[0] if isotropic else tuple(sigmas), "scale": float(scale)},
                model, (1 if isotropic else ndim) + 1)
+        if isotropic and ndim == 2:
+            yield from _opencv_8bit(kernel, sigmas[0], convention)
     # OpenCV's fixed tables for ksize <= 7 (sigma <= 0)
     tables = {3: [0.25, 0.5, 0.25], 5: [0.0625, 0.25, 0.375, 0.25, 0.0625],
               7: [0.03125, 0.109375, 0.21875, 0.28125, 0.21875, 0.109375, 0.03125]}
@@ -439,6 +468,61 @@ def _gaussian(kernel, zero, convention):
         if model is not None:
             yield ("gaussian", f"Gaussian blur, OpenCV's {k}x{k} table "
                    f"(getGaussianKernel({k}, 0))", {"ksize": k, "table": "opencv"}, model, 0)
+
+
+def _opencv_fixed_point(ksize, sigma, bits=8):
+    """OpenCV's 1-D Gaussian for 8-bit images, as integers over 2**bits.
+
+    cv2.GaussianBlur on uint8 runs in fixed point: the sampled Gaussian is rounded from the
+    edges inwards, each rounding error carried to the next tap, and the centre takes what
+    is left so that the taps sum to 2**bits (getGaussianKernelFixedPoint_ED). The kernel
+    differs from the exact Gaussian by up to 2**-bits per tap, far more than a fit's
+    standard errors on a clean image.
+    """
+    x = np.arange(ksize) - ksize // 2
+    line = np.exp(-0.5 * (x / sigma) ** 2)
+    line *= (1 << bits) / line.sum()
+    taps = np.zeros(ksize, dtype=np.int64)
+    carried = 0.0
+    for i in range(ksize // 2):
+        value = line[i] + carried
+        taps[i] = taps[-1 - i] = int(np.rint(value))
+        carried = value - taps[i]
+    taps[ksize // 2] = (1 << bits) - 2 * int(taps[:ksize // 2].sum())
+    return tuple(int(t) for t in taps)
+
+
+def _opencv_8bit(kernel, sigma, convention):
+    """cv2.GaussianBlur on 8-bit images: the fixed-point kernel nearest the fitted sigma.
+
+    The integer taps change with sigma in steps; among the sigmas giving the best taps, the
+    roundest is reported (1.0 rather than 0.9987).
+    """
+    if not 0.1 <= sigma <= max(kernel.shape):  # wider than the kernel: nothing to quantise
+        return
+    best = None
+    for ksize in range(3, min(kernel.shape) + 1, 2):
+        for trial in np.arange(max(0.8 * sigma, 0.1), 1.2 * sigma + 1e-3, 0.002):
+            taps = _opencv_fixed_point(ksize, trial)
+            model = _embed(np.multiply.outer(taps, taps) / 65536.0, kernel.shape, convention)
+            if model is None:
+                continue
+            error = float(np.sum((kernel - model) ** 2))
+            if best is None or error < best[0] - 1e-15:
+                best = (error, ksize, taps, [trial], model)
+            elif error <= best[0] + 1e-15 and taps == best[2] and ksize == best[1]:
+                best[3].append(trial)
+    if best is None:
+        return
+    _, ksize, taps, trials, model = best
+    middle = trials[len(trials) // 2]
+    chosen = next((round(middle, digits) for digits in range(4)
+                   if round(middle, digits) > 0
+                   and _opencv_fixed_point(ksize, round(middle, digits)) == taps), middle)
+    yield ("gaussian", f"Gaussian blur, sigma {_number(chosen)}, as cv2.GaussianBlur on 8-bit "
+           f"images (ksize {ksize}: fixed-point taps {list(taps)} / 256 per axis)",
+           {"sigma": float(chosen), "ksize": ksize, "table": "opencv_8bit", "taps": taps},
+           model, 2)
 
 
 def _gaussian_source(kernel, zero, sigmas, isotropic):
@@ -603,7 +687,7 @@ def _sharpen(kernel, zero, convention):
            {"amount": float(amount), "sigma": float(sigma)}, model_of(amount, sigma), 2)
 
 
-_FAMILIES = (_shift, _box, _pillow_blurs, _gaussian, _disk, _motion, _fixed, _sharpen)
+_FAMILIES = (_shift, _box, _box_passes, _pillow_blurs, _gaussian, _disk, _motion, _fixed, _sharpen)
 
 
 # --- separability and rational form ---------------------------------------------------------

@@ -118,3 +118,44 @@ def test_fit_writes_the_kernel_even_when_identify_fails(images, tmp_path, capsys
     reference = main(["fit", before, after, "--size", "3", "-q", "-o", str(tmp_path / "r.npy")])
     assert reference == 0 and capsys.readouterr().err.startswith("kernelfit: warning")
 
+
+# --- families the issue found unnamed -------------------------------------------------------
+
+def test_cv2_gaussian_blur_on_8_bit_images_is_named():
+    cv2 = pytest.importorskip("cv2")
+    image = data.portrait()[150:230, 150:230]
+    fit = kernelfit.fit_kernel(image, cv2.GaussianBlur(image, (5, 5), 1.0), 5)
+    result = identify(fit)
+    assert result.matches and result.name == "gaussian", str(result)
+    assert result.parameters["sigma"] == 1.0 and result.parameters["ksize"] == 5
+    assert result.parameters["taps"] == (14, 62, 104, 62, 14)
+    assert "cv2.GaussianBlur on 8-bit images" in result.description
+
+
+@pytest.mark.parametrize("ksize,sigma", [(3, 0.8), (5, 1.0), (7, 1.7), (9, 1.3), (11, 2.9)])
+def test_opencv_fixed_point_taps_reproduce_cv2_exactly(ksize, sigma, rng):
+    cv2 = pytest.importorskip("cv2")
+    import scipy.ndimage
+
+    from kernelfit._identify import _opencv_fixed_point
+
+    image = rng.integers(0, 256, (40, 40), dtype=np.uint8)
+    taps = np.array(_opencv_fixed_point(ksize, sigma)) / 256
+    assert taps.sum() == 1
+    mine = scipy.ndimage.convolve(image.astype(float), np.outer(taps, taps), mode="nearest")
+    expected = cv2.GaussianBlur(image, (ksize, ksize), sigma, borderType=cv2.BORDER_REPLICATE)
+    np.testing.assert_array_equal(np.rint(mine), expected)
+
+
+@pytest.mark.parametrize("convention", ["convolution", "correlation"])
+@pytest.mark.parametrize("width,passes", [(5, 2), (3, 3), (3, 2)])
+def test_repeated_box_blurs_are_named_as_box_passes(width, passes, convention):
+    import scipy.signal
+
+    kernel = kernels.box(width)
+    for _ in range(passes - 1):
+        kernel = scipy.signal.convolve2d(kernel, kernels.box(width))
+    result = identify(kernel, convention=convention)
+    assert result.matches and result.name == "box_passes", str(result)
+    assert result.parameters["width"] == width and result.parameters["passes"] == passes
+    assert result.description.startswith(f"{passes} passes of a {width}x{width} box")
