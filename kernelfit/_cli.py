@@ -392,11 +392,9 @@ def run_fit(args):
     peak = _peak(target)
     psnr = (10 * np.log10(peak ** 2 / fit.residual_rms ** 2) if fit.residual_rms > 0
             else np.inf)
-    from ._identify import identify
-    identification = identify(fit) if fit.kernel.ndim == len(fit.size) else None
-    if not args.quiet:
-        print(report(fit, args.input, args.output, image, target, psnr, identification))
+    identification, problem = _identify_fit(fit)
     if args.kernel_file:
+        # written before the report: naming the kernel is extra, never a reason to lose it
         from ._io import write_kernel
         extra = {"psnr_db": None if not np.isfinite(psnr) else round(float(psnr), 3),
                  "input": args.input, "output": args.output,
@@ -406,6 +404,12 @@ def run_fit(args):
                          identified=identification.matches,
                          rational=identification.rational_text())
         write_kernel(args.kernel_file, fit, extra=extra)
+    if not args.quiet:
+        print(report(fit, args.input, args.output, image, target, psnr, identification))
+    if problem is not None:
+        _say(f"kernelfit: warning: could not identify the kernel ({problem}); the fit and "
+             f"the kernel file stand", quiet=False)
+    if args.kernel_file:
         _say(f"wrote {args.kernel_file}", args.quiet)
     if args.plot:
         from ._plot import fit_figure
@@ -415,6 +419,18 @@ def run_fit(args):
         _say(f"wrote {args.plot}", args.quiet)
     failed = not fit.identifiable or fit.stop_reason not in (None, "converged")
     return EXIT_FAILED if args.strict and failed else EXIT_OK
+
+
+def _identify_fit(fit):
+    """(Identification or None, None or why not): a failure to name the kernel is reported,
+    not raised, so that it cannot cost the user the fit."""
+    if fit.kernel.ndim != len(fit.size):
+        return None, None
+    from ._identify import identify
+    try:
+        return identify(fit), None
+    except Exception as error:  # any failure here must not lose the fit
+        return None, _one_line(f"{type(error).__name__}: {error}")
 
 
 def _progress(args):

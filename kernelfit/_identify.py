@@ -176,12 +176,21 @@ def identify(fit_or_kernel, *, tolerance=None, convention=None, stderr=None, ori
     if tolerance is not None and not tolerance > 0:
         raise ValueError(f"tolerance must be positive; got {tolerance!r}")
     kernel = np.real_if_close(kernel)
+    largest = float(np.abs(kernel).max())
+    if largest > _LARGEST or 0 < largest < _SMALLEST:
+        raise ValueError(f"kernel's largest magnitude is {largest:.3g}; identify takes "
+                         f"kernels between {_SMALLEST:g} and {_LARGEST:g} (rescale it)")
+    if tolerance is not None and not _SMALLEST <= tolerance <= _LARGEST:
+        raise ValueError(f"tolerance must lie between {_SMALLEST:g} and {_LARGEST:g}; got "
+                         f"{tolerance!r}")
     if stderr is not None:
         kernel, stderr = centre_on_anchor(kernel, stderr, kernel.shape, tuple(origin),
                                           convention)
         floor = 5e-4 * np.abs(kernel).max() + (tolerance or 0.0)
-        raw = np.where(np.isfinite(stderr), stderr, np.inf)
-        sigma = np.sqrt(raw ** 2 + floor ** 2)
+        raw = np.where(np.isfinite(stderr), np.abs(stderr), np.inf)
+        # stderr far above the floor would overflow when squared: cap it (it matches anything)
+        raw = np.where(raw > _LARGEST, np.inf, raw)
+        sigma = np.hypot(raw, floor)
         by_chi2 = True
     else:
         kernel, _ = centre_on_anchor(kernel, np.zeros(kernel.shape), kernel.shape,
@@ -192,6 +201,8 @@ def identify(fit_or_kernel, *, tolerance=None, convention=None, stderr=None, ori
     if np.iscomplexobj(kernel):
         raise ValueError("identify names real kernels; this one is complex (identify its real "
                          "and imaginary parts separately)")
+    if largest == 0 or kernel.size == 1:
+        return _trivial(kernel, sigma, by_chi2)
     # Below this a coefficient is zero: 3 stderr (without the matching floor) for a fit;
     # for an exact array, rounding.
     zero = 3 * raw + 1e-12 * np.abs(kernel).max() if by_chi2 else np.full(
@@ -217,6 +228,36 @@ def identify(fit_or_kernel, *, tolerance=None, convention=None, stderr=None, ori
         model=best.model if best else np.zeros_like(kernel), candidates=tuple(candidates),
         separable=rank == 1, rank=rank, singular_values=singular, factors=factors,
         rational=_rational(kernel, sigma), negligible=negligible)
+
+
+# Magnitudes whose squares (summed over a kernel) and reciprocals stay finite in float64.
+_LARGEST = 1e50
+_SMALLEST = 1e-50
+
+
+def _trivial(kernel, sigma, by_chi2):
+    """An all-zero kernel, or one coefficient: a scaled identity; no family applies."""
+    if kernel.size == 1 and kernel.flat[0] != 0:
+        value = float(kernel.flat[0])
+        name, description, parameters = "identity", "identity" + _scale_text(value), {
+            "scale": value}
+    else:
+        name, description, parameters = "zero", "zero kernel (all coefficients are 0)", {}
+    if kernel.ndim == 2:
+        rank = int(kernel.size == 1 and kernel.flat[0] != 0)
+        singular = np.linalg.svd(kernel, compute_uv=False)
+        factors = (np.ones(1), kernel[0].copy()) if rank else None
+    else:
+        rank = singular = factors = None
+    candidate = Candidate(name, description, parameters, kernel.copy(), 0.0, True,
+                          int(bool(parameters)))
+    rational = (_rational(kernel, sigma) if kernel.size == 1
+                else (np.zeros(kernel.shape, dtype=int), 1))
+    return Identification(
+        name=name, description=description, parameters=parameters, matches=True, score=0.0,
+        model=kernel.copy(), candidates=(candidate,), separable=rank == 1, rank=rank,
+        singular_values=singular, factors=factors, rational=rational,
+        negligible=np.abs(kernel) <= 3 * sigma)
 
 
 def _judge(kernel, sigma, by_chi2, name, description, parameters, model, n_parameters):
@@ -307,6 +348,33 @@ def _box(kernel, zero, convention):
            {"shape": shape, "scale": total}, model, 1)
 
 
+def _box_passes(kernel, zero, convention):
+    """n passes of a k-wide box (n >= 2): separable B-spline-like blurs, as video filters
+    and repeated mean filters make; the support is n (k - 1) + 1."""
+    best = None
+    for width in range(2, max(kernel.shape) + 1):
+        box = line = np.ones(width) / width
+        for passes in range(2, 7):
+            line = np.convolve(line, box)
+            if len(line) % 2 == 0:
+                continue
+            model = _embed(functools.reduce(np.multiply.outer, [line] * kernel.ndim),
+                           kernel.shape, convention)
+            if model is None:
+                break
+            scale = _scaled(kernel, model)
+            error = np.sum((kernel - scale * model) ** 2)
+            if best is None or error < best[0]:
+                best = (error, width, passes, scale * model, scale)
+    if best is not None:
+        _, width, passes, model, scale = best
+        box = "x".join([str(width)] * kernel.ndim)
+        support = passes * (width - 1) + 1
+        yield ("box_passes", f"{passes} passes of a {box} box ({support}-wide "
+               f"{'triangle' if passes == 2 else 'piecewise polynomial'})" + _scale_text(scale),
+               {"width": width, "passes": passes, "scale": scale}, model, 1)
+
+
 def _pillow_kernel(radius, passes):
     return (kernels.pillow_box_blur(radius) if passes == 1
             else kernels.pillow_gaussian_blur(radius))
@@ -388,6 +456,8 @@ def _gaussian(kernel, zero, convention):
         yield ("gaussian", f"Gaussian blur, sigma {sigma_text}{source}" + _scale_text(scale),
                {"sigma": sigmas[0] if isotropic else tuple(sigmas), "scale": float(scale)},
                model, (1 if isotropic else ndim) + 1)
+        if isotropic and ndim == 2:
+            yield from _opencv_8bit(kernel, sigmas[0], convention)
     # OpenCV's fixed tables for ksize <= 7 (sigma <= 0)
     tables = {3: [0.25, 0.5, 0.25], 5: [0.0625, 0.25, 0.375, 0.25, 0.0625],
               7: [0.03125, 0.109375, 0.21875, 0.28125, 0.21875, 0.109375, 0.03125]}
@@ -398,6 +468,61 @@ def _gaussian(kernel, zero, convention):
         if model is not None:
             yield ("gaussian", f"Gaussian blur, OpenCV's {k}x{k} table "
                    f"(getGaussianKernel({k}, 0))", {"ksize": k, "table": "opencv"}, model, 0)
+
+
+def _opencv_fixed_point(ksize, sigma, bits=8):
+    """OpenCV's 1-D Gaussian for 8-bit images, as integers over 2**bits.
+
+    cv2.GaussianBlur on uint8 runs in fixed point: the sampled Gaussian is rounded from the
+    edges inwards, each rounding error carried to the next tap, and the centre takes what
+    is left so that the taps sum to 2**bits (getGaussianKernelFixedPoint_ED). The kernel
+    differs from the exact Gaussian by up to 2**-bits per tap, far more than a fit's
+    standard errors on a clean image.
+    """
+    x = np.arange(ksize) - ksize // 2
+    line = np.exp(-0.5 * (x / sigma) ** 2)
+    line *= (1 << bits) / line.sum()
+    taps = np.zeros(ksize, dtype=np.int64)
+    carried = 0.0
+    for i in range(ksize // 2):
+        value = line[i] + carried
+        taps[i] = taps[-1 - i] = int(np.rint(value))
+        carried = value - taps[i]
+    taps[ksize // 2] = (1 << bits) - 2 * int(taps[:ksize // 2].sum())
+    return tuple(int(t) for t in taps)
+
+
+def _opencv_8bit(kernel, sigma, convention):
+    """cv2.GaussianBlur on 8-bit images: the fixed-point kernel nearest the fitted sigma.
+
+    The integer taps change with sigma in steps; among the sigmas giving the best taps, the
+    roundest is reported (1.0 rather than 0.9987).
+    """
+    if not 0.1 <= sigma <= max(kernel.shape):  # wider than the kernel: nothing to quantise
+        return
+    best = None
+    for ksize in range(3, min(kernel.shape) + 1, 2):
+        for trial in np.arange(max(0.8 * sigma, 0.1), 1.2 * sigma + 1e-3, 0.002):
+            taps = _opencv_fixed_point(ksize, trial)
+            model = _embed(np.multiply.outer(taps, taps) / 65536.0, kernel.shape, convention)
+            if model is None:
+                continue
+            error = float(np.sum((kernel - model) ** 2))
+            if best is None or error < best[0] - 1e-15:
+                best = (error, ksize, taps, [trial], model)
+            elif error <= best[0] + 1e-15 and taps == best[2] and ksize == best[1]:
+                best[3].append(trial)
+    if best is None:
+        return
+    _, ksize, taps, trials, model = best
+    middle = trials[len(trials) // 2]
+    chosen = next((round(middle, digits) for digits in range(4)
+                   if round(middle, digits) > 0
+                   and _opencv_fixed_point(ksize, round(middle, digits)) == taps), middle)
+    yield ("gaussian", f"Gaussian blur, sigma {_number(chosen)}, as cv2.GaussianBlur on 8-bit "
+           f"images (ksize {ksize}: fixed-point taps {list(taps)} / 256 per axis)",
+           {"sigma": float(chosen), "ksize": ksize, "table": "opencv_8bit", "taps": taps},
+           model, 2)
 
 
 def _gaussian_source(kernel, zero, sigmas, isotropic):
@@ -562,7 +687,7 @@ def _sharpen(kernel, zero, convention):
            {"amount": float(amount), "sigma": float(sigma)}, model_of(amount, sigma), 2)
 
 
-_FAMILIES = (_shift, _box, _pillow_blurs, _gaussian, _disk, _motion, _fixed, _sharpen)
+_FAMILIES = (_shift, _box, _box_passes, _pillow_blurs, _gaussian, _disk, _motion, _fixed, _sharpen)
 
 
 # --- separability and rational form ---------------------------------------------------------
@@ -572,7 +697,7 @@ def _separability(kernel, sigma):
         return None, None, None
     u, s, vh = np.linalg.svd(kernel)
     finite = sigma[np.isfinite(sigma)]
-    noise = 3 * float(np.sqrt(np.sum(finite ** 2))) if finite.size else 0.0
+    noise = 3 * float(np.linalg.norm(finite)) if finite.size else 0.0
     rank = int(np.sum(s > max(noise, 1e-12 * s[0])))
     factors = None
     if rank == 1:
