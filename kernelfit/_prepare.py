@@ -241,6 +241,9 @@ def prepare(input, output, size, *, mode, boundary, fillvalue, convention, origi
     if isinstance(origin, str) and origin != "auto":
         raise ValueError(f"origin must be an integer, a sequence of integers, or 'auto'; got "
                          f"{origin!r}")
+    # arrays as sequences ('auto' is compared below; an array would compare elementwise)
+    size, origin = (v.tolist() if isinstance(v, np.ndarray) and v.ndim == 1 else v
+                    for v in (size, origin))
 
     if channel_axis is None and channels != "shared":
         raise ValueError(f"channels={channels!r} needs channel_axis (the axis of the input's "
