@@ -512,6 +512,8 @@ def _mask(mask, output, channel_axis, grey, i, n):
         return None
     name = "mask" if n == 1 else f"mask[{i}]"
     if isinstance(mask, np.ndarray):
+        if mask.dtype != bool:  # before the numeric checks: only booleans are masks
+            raise TypeError(f"{name} must be a boolean array; got dtype {mask.dtype}")
         mask = _as_array(mask, name)
     else:
         try:

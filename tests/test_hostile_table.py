@@ -158,7 +158,7 @@ for value, error, message in [
     (np.ones(12, bool), ValueError, r"mask"),
     (np.ones((12, 12)), TypeError, r"mask must be a boolean array"),
     (np.ones((12, 12), int), TypeError, r"mask must be a boolean array"),
-    (np.full((12, 12), "yes"), TypeError, r"mask must be a .*got dtype <U3"),
+    (np.full((12, 12), "yes"), TypeError, r"mask must be a boolean array; got dtype <U3"),
     ([[True] * 12] * 11 + [[True] * 11], TypeError, r"mask must be a boolean array"),
     (True, ValueError, r"mask"),
     ("all", TypeError, r"mask must be a boolean array"),
