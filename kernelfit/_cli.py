@@ -79,6 +79,9 @@ def main(argv=None):
     try:
         parser = build_parser()
         args = parser.parse_args(argv)
+        for name, value in vars(args).items():
+            if isinstance(value, list):  # Python < 3.12 reads --flag=-- as [], unconverted
+                raise UsageError(f"argument --{name.replace('_', '-')}: expected a value")
         if args.command is None:
             parser.print_help()
             return EXIT_USAGE
@@ -634,6 +637,8 @@ def parse_kernel_spec(text, convention):
         if key not in accepted or key == "rng":
             options = ", ".join(p for p in accepted if p not in ("convention", "rng"))
             raise UsageError(f"{text}: {name} takes {options or 'no parameters'}; got {key!r}")
+        if key in kwargs:
+            raise UsageError(f"{text}: {key!r} is given twice")
         kwargs[key] = _value(value)
     if "convention" in accepted:
         kwargs["convention"] = convention

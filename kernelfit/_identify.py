@@ -14,9 +14,9 @@ import itertools
 import numpy as np
 
 from . import kernels
-from ._geometry import anchor
+from ._geometry import anchor, check_origin
 from ._result import KernelFit, centre_on_anchor
-from ._validation import CONVENTIONS, as_float_array, check_choice, check_int_tuple
+from ._validation import CONVENTIONS, as_float_array, check_choice, check_scalar
 
 __all__ = ["Identification", "identify"]
 
@@ -114,6 +114,21 @@ class Identification:
         return "\n".join(lines)
 
 
+def _as_stderr(stderr):
+    """Standard errors as a float array: real, non-negative, NaN or inf where not determined."""
+    try:
+        array = np.asarray(stderr)
+    except (TypeError, ValueError):
+        array = np.asarray(None)
+    if array.dtype.kind not in "biuf":
+        raise TypeError(f"stderr must be an array of real numbers (standard errors, NaN where "
+                        f"not determined); got dtype {array.dtype}")
+    array = array.astype(float)
+    if np.any(array < 0):
+        raise ValueError("stderr must be non-negative (standard errors); got a negative value")
+    return array
+
+
 def identify(fit_or_kernel, *, tolerance=None, convention=None, stderr=None, origin=None):
     """Name a kernel: its family and parameters, separability, and a rational form.
 
@@ -165,16 +180,21 @@ def identify(fit_or_kernel, *, tolerance=None, convention=None, stderr=None, ori
         convention, origin = fit.convention, (0,) * len(fit.size)
     else:
         kernel = as_float_array(fit_or_kernel, "kernel")
+        if kernel.dtype.itemsize > np.dtype(kernel.dtype.kind + "8").itemsize * (
+                1 + (kernel.dtype.kind == "c")):  # longdouble: LAPACK takes at most float64
+            kernel = kernel.astype(complex if kernel.dtype.kind == "c" else float)
         convention = convention or "convolution"
         if stderr is not None:
-            stderr = np.asarray(stderr, dtype=float)
+            stderr = _as_stderr(stderr)
             if stderr.shape != kernel.shape:
                 raise ValueError(f"stderr must have the kernel's shape {kernel.shape}; got "
                                  f"{stderr.shape}")
-        origin = (0,) * kernel.ndim if origin is None else check_int_tuple(
-            origin, "origin", kernel.ndim)
-    if tolerance is not None and not tolerance > 0:
-        raise ValueError(f"tolerance must be positive; got {tolerance!r}")
+        origin = (0,) * kernel.ndim if origin is None else check_origin(
+            origin, kernel.shape, "same", convention)
+    if tolerance is not None:
+        tolerance = check_scalar(tolerance, "tolerance", complex_ok=False)
+        if not tolerance > 0:
+            raise ValueError(f"tolerance must be positive; got {tolerance!r}")
     kernel = np.real_if_close(kernel)
     largest = float(np.abs(kernel).max())
     if largest > _LARGEST or 0 < largest < _SMALLEST:
@@ -670,7 +690,7 @@ def _sharpen(kernel, zero, convention):
                f"{'8' if diagonal else '4'}-neighbour Laplacian" + _scale_text(gain),
                {"amount": float(amount), "diagonal": diagonal, "gain": float(gain)}, model, 2)
     odd = all(k % 2 for k in kernel.shape)
-    if not odd or kernel.max() <= 0:
+    if not odd or kernel.max() <= 0 or max(kernel.shape) < 3:  # no room for a Gaussian
         return
 
     def model_of(amount, sigma):

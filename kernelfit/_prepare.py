@@ -29,6 +29,7 @@ from ._validation import (
     check_int_tuple,
     check_scalar,
     saturation_limits,
+    shown,
 )
 
 __all__ = ["Problem", "Pair", "prepare"]
@@ -224,23 +225,26 @@ def prepare(input, output, size, *, mode, boundary, fillvalue, convention, origi
     check_choice(convention, "convention", CONVENTIONS)
     if mode is not None:
         check_choice(mode, "mode", MODES)
-    if boundary is not None and boundary != "auto":
+    if boundary is not None and not (isinstance(boundary, str) and boundary == "auto"):
         check_boundary(boundary)
     fillvalue = check_scalar(fillvalue, "fillvalue")
     if not isinstance(bias, (bool, np.bool_)):
-        raise TypeError(f"bias must be True or False; got {bias!r}")
+        raise TypeError(f"bias must be True or False; got {shown(bias)}")
     if not isinstance(checks, (bool, np.bool_)):
-        raise TypeError(f"checks must be True or False; got {checks!r}")
+        raise TypeError(f"checks must be True or False; got {shown(checks)}")
     check_choice(channels, "channels", CHANNELS)
     if isinstance(max_size, bool) or not isinstance(max_size, numbers.Integral) \
             or max_size < 1:
-        raise ValueError(f"max_size must be a positive integer; got {max_size!r}")
+        raise ValueError(f"max_size must be a positive integer; got {shown(max_size)}")
     if isinstance(size, str) and size != "auto":
         raise ValueError(f"size must be an integer, a sequence of integers, or 'auto'; got "
                          f"{size!r}")
     if isinstance(origin, str) and origin != "auto":
         raise ValueError(f"origin must be an integer, a sequence of integers, or 'auto'; got "
                          f"{origin!r}")
+    # arrays as sequences ('auto' is compared below; an array would compare elementwise)
+    size, origin = (v.tolist() if isinstance(v, np.ndarray) else v
+                    for v in (size, origin))
 
     if channel_axis is None and channels != "shared":
         raise ValueError(f"channels={channels!r} needs channel_axis (the axis of the input's "
@@ -508,6 +512,8 @@ def _mask(mask, output, channel_axis, grey, i, n):
         return None
     name = "mask" if n == 1 else f"mask[{i}]"
     if isinstance(mask, np.ndarray):
+        if mask.dtype != bool:  # before the numeric checks: only booleans are masks
+            raise TypeError(f"{name} must be a boolean array; got dtype {mask.dtype}")
         mask = _as_array(mask, name)
     else:
         try:

@@ -7,13 +7,15 @@ in several threads report separately.
 
 import sys
 
+from ._validation import shown
+
 
 def check_progress(progress):
     """`progress` as given to fit_kernel, checked: False/None, True, or a callable."""
     if progress is None or isinstance(progress, bool) or callable(progress):
         return progress
     raise TypeError(f"progress must be True, False or a callable "
-                    f"progress(stage, done, total); got {progress!r}")
+                    f"progress(stage, done, total); got {shown(progress)}")
 
 
 class Progress:

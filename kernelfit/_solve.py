@@ -12,7 +12,7 @@ import importlib
 
 import numpy as np
 
-from ._validation import check_choice, check_scalar
+from ._validation import check_choice, check_scalar, shown
 
 __all__ = ["Estimate", "METHODS", "METHOD_OPTIONS", "check_options", "get_solver"]
 
@@ -47,7 +47,7 @@ def check_options(method, options):
     if options is None:
         options = {}
     if not isinstance(options, dict):
-        raise TypeError(f"options must be a dict of method options; got {options!r}")
+        raise TypeError(f"options must be a dict of method options; got {shown(options)}")
     accepted = METHOD_OPTIONS[method]
     for name in options:
         if name not in accepted:

@@ -22,6 +22,12 @@ BOUNDARIES = {
 }
 
 
+def shown(value, limit=80):
+    """repr(value) on one line, cut to about `limit` characters (an array's repr is long)."""
+    text = " ".join(repr(value).split())
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def _quote_all(values):
     return ", ".join(repr(v) for v in values)
 
@@ -29,7 +35,7 @@ def _quote_all(values):
 def check_choice(value, name, choices):
     """Return `value` if it is one of `choices`, else raise naming `name` and the choices."""
     if not isinstance(value, str) or value not in choices:
-        raise ValueError(f"{name} must be one of {_quote_all(choices)}; got {value!r}")
+        raise ValueError(f"{name} must be one of {_quote_all(choices)}; got {shown(value)}")
     return value
 
 
@@ -71,16 +77,16 @@ def check_scalar(value, name, *, complex_ok=True):
         value = value.item()
     if isinstance(value, bool) or not isinstance(value, kinds):
         what = "a real or complex number" if complex_ok else "a real number"
-        raise TypeError(f"{name} must be {what}; got {value!r}")
+        raise TypeError(f"{name} must be {what}; got {shown(value)}")
     if not np.isfinite(value):
-        raise ValueError(f"{name} must be finite; got {value!r}")
+        raise ValueError(f"{name} must be finite; got {shown(value)}")
     return value
 
 
 def check_axis(axis, ndim, name):
     """Normalise an integer axis against `ndim`, or raise naming `name` and the valid range."""
     if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
-        raise TypeError(f"{name} must be None or an integer; got {axis!r}")
+        raise TypeError(f"{name} must be None or an integer; got {shown(axis)}")
     axis = int(axis)
     if not -ndim <= axis < ndim:
         raise ValueError(f"{name}={axis} is out of range for an array with {ndim} "
@@ -90,6 +96,8 @@ def check_axis(axis, ndim, name):
 
 def check_int_tuple(value, name, length, *, minimum=None):
     """An int or a sequence of `length` ints as a tuple; each at least `minimum` if given."""
+    if isinstance(value, np.ndarray):  # as nested lists: 0-d is a number, and reprs one line
+        value = value.tolist()
     if isinstance(value, numbers.Integral) and not isinstance(value, bool):
         values = (int(value),) * length
     else:
@@ -97,14 +105,15 @@ def check_int_tuple(value, name, length, *, minimum=None):
             values = tuple(value)
         except TypeError:
             raise TypeError(f"{name} must be an integer or a sequence of {length} integers; "
-                            f"got {value!r}") from None
+                            f"got {shown(value)}") from None
         if len(values) != length or not all(
                 isinstance(v, numbers.Integral) and not isinstance(v, bool) for v in values):
             raise ValueError(f"{name} must be an integer or a sequence of {length} integers; "
-                             f"got {value!r}")
+                             f"got {shown(value)}")
         values = tuple(int(v) for v in values)
     if minimum is not None and any(v < minimum for v in values):
-        raise ValueError(f"{name} must be at least {minimum} along every axis; got {value!r}")
+        raise ValueError(f"{name} must be at least {minimum} along every axis; got "
+                         f"{shown(value)}")
     return values
 
 
@@ -148,11 +157,11 @@ def saturation_limits(saturated, y_raw):
         low, high = saturated
     except (TypeError, ValueError):
         raise ValueError(f"saturated must be 'auto', True, False or a (low, high) pair; got "
-                         f"{saturated!r}") from None
+                         f"{shown(saturated)}") from None
     low = check_scalar(low, "saturated low", complex_ok=False)
     high = check_scalar(high, "saturated high", complex_ok=False)
     if not low < high:
-        raise ValueError(f"saturated limits must satisfy low < high; got {saturated!r}")
+        raise ValueError(f"saturated limits must satisfy low < high; got {shown(saturated)}")
     if np.iscomplexobj(y_raw):
         raise ValueError("saturated limits need a real output; got complex data")
     return low, high
