@@ -189,6 +189,8 @@ def identify(fit_or_kernel, *, tolerance=None, convention=None, stderr=None, ori
             if stderr.shape != kernel.shape:
                 raise ValueError(f"stderr must have the kernel's shape {kernel.shape}; got "
                                  f"{stderr.shape}")
+            if not np.isfinite(stderr).any():
+                stderr = None  # nothing determined: judged by the tolerance, not by "any"
         origin = (0,) * kernel.ndim if origin is None else check_origin(
             origin, kernel.shape, "same", convention)
     if tolerance is not None:

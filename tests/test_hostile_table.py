@@ -478,6 +478,7 @@ for value, error, message in [
     row(f"identify-stderr-{len(ROWS)}", ident(BOX, stderr=value), Fails(error, message))
 row("identify-stderr-nan", ident(BOX, stderr=np.where(np.eye(3, dtype=bool), np.nan, 1e-4)),
     names("box"))
+row("identify-stderr-all-nan", ident(BOX, stderr=np.full((3, 3), np.nan)), names("box"))
 row("identify-stderr-ok", ident(BOX, stderr=np.full((3, 3), 1e-3)), names("box"))
 for value, error, message in [(5, ValueError, r"origin=\(5, 5\) is out of range"),
                               ((1, 1, 1), ValueError, r"origin must be"),
