@@ -208,7 +208,12 @@ def identify(fit_or_kernel, *, tolerance=None, convention=None, stderr=None, ori
     if stderr is not None:
         kernel, stderr = centre_on_anchor(kernel, stderr, kernel.shape, tuple(origin),
                                           convention)
-        floor = 5e-4 * np.abs(kernel).max() + (tolerance or 0.0)
+        # Least squares on 8-bit outputs is biased at about 5e-4 of the peak (they lie on a
+        # lattice); an exact fit (standard errors at the arithmetic's rounding) is not
+        peak = float(np.abs(kernel).max())
+        finite = np.abs(stderr[np.isfinite(stderr)])
+        exact = finite.size and float(finite.max()) <= 1e-9 * peak
+        floor = (1e-9 if exact else 5e-4) * peak + (tolerance or 0.0)
         raw = np.where(np.isfinite(stderr), np.abs(stderr), np.inf)
         # stderr far above the floor would overflow when squared: cap it (it matches anything)
         raw = np.where(raw > _LARGEST, np.inf, raw)

@@ -159,3 +159,16 @@ def test_repeated_box_blurs_are_named_as_box_passes(width, passes, convention):
     assert result.matches and result.name == "box_passes", str(result)
     assert result.parameters["width"] == width and result.parameters["passes"] == passes
     assert result.description.startswith(f"{passes} passes of a {width}x{width} box")
+
+
+def test_an_exact_fit_gets_its_own_rational_form_not_a_nearby_one():
+    """kornia's 5x5 Laplacian, fitted exactly from float data: /48, not /46 (the 8-bit
+    rounding floor is for fits of 8-bit outputs, not for exact ones)."""
+    laplacian = np.ones((5, 5))
+    laplacian[2, 2] = -24
+    laplacian /= 48
+    x = np.random.default_rng(0).standard_normal((60, 60))
+    fit = kernelfit.fit_kernel(x, kernelfit.convolve(x, laplacian), 5)
+    numerators, denominator = kernelfit.identify(fit).rational
+    assert denominator == 48
+    np.testing.assert_array_equal(numerators, laplacian * 48)
