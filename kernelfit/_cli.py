@@ -30,7 +30,7 @@ DEMO_KERNELS = {
 
 FIT_EXAMPLES = """examples:
   kernelfit fit before.png after.png --size 3
-  kernelfit fit before.png after.png --size auto --boundary auto --bias
+  kernelfit fit before.png after.png --size auto --bias
   kernelfit fit before.png after.png --size 5x3 --boundary edge -o kernel.json --plot fit.png
   kernelfit fit before.png after.png --size 5 --origin auto
   kernelfit fit photo.jpg styled.jpg --size 7 --color separate --bias --strict
@@ -211,7 +211,7 @@ def build_parser():
     commands = parser.add_subparsers(title="commands", dest="command")
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument("-q", "--quiet", action="store_true",
-                        help="print nothing but errors and warnings")
+                        help="print nothing but errors and warnings (no progress bars)")
     common.add_argument("--debug", action="store_true",
                         help="show the traceback of an unexpected error")
 
