@@ -305,11 +305,13 @@ def _judge(kernel, sigma, by_chi2, name, description, parameters, model, n_param
 
 # --- geometry helpers ----------------------------------------------------------------------
 
-def _embed(small, shape, convention, crop=1e-3):
+def _embed(small, shape, convention, crop=0.03):
     """Place an odd, centred model inside a kernel of `shape` at its anchor.
 
     A model larger than the kernel is cropped around its centre when what is cut off
-    carries less than `crop` of its total weight (a Gaussian's far tails); else None.
+    carries less than `crop` of its total weight (a Gaussian's far tails, or the faint rings
+    that size='auto' leaves out on 8-bit data: a few per cent, which the family's free scale
+    takes up); else None.
     """
     excess = [max(s - k, 0) for s, k in zip(small.shape, shape)]
     if any(excess):
