@@ -677,6 +677,30 @@ def _fixed(kernel, zero, convention):
                scale * model, 1)
 
 
+# Pillow's built-in kernel filters that no other family names (SHARPEN, DETAIL and
+# EDGE_ENHANCE are sharpening, EMBOSS an emboss, FIND_EDGES and CONTOUR edge detection)
+PILLOW_FILTERS = ("BLUR", "SMOOTH", "SMOOTH_MORE")
+
+
+def _pillow_filters(kernel, zero, convention):
+    """Pillow's ImageFilter kernels (BLUR's ring, SMOOTH, DETAIL, ...), up to a scale. Pillow
+    applies its weights mirrored left to right: the convolution kernel is ``w[:, ::-1]``."""
+    if kernel.ndim != 2:
+        return
+    from PIL import ImageFilter
+
+    for name in PILLOW_FILTERS:
+        size, scale, _, weights = getattr(ImageFilter, name).filterargs
+        weights = np.asarray(weights, dtype=float).reshape(size[::-1]) / scale
+        small = weights[:, ::-1] if convention == "convolution" else weights[::-1, :]
+        model = _embed(small, kernel.shape, convention)
+        if model is None:
+            continue
+        factor = _scaled(kernel, model)
+        yield ("pillow_filter", f"Pillow's ImageFilter.{name}" + _scale_text(factor),
+               {"filter": name, "scale": factor}, factor * model, 1)
+
+
 def _sharpen(kernel, zero, convention):
     """identity + amount * (identity - blur) forms: Laplacian sharpening and unsharp masks."""
     import scipy.optimize
@@ -716,7 +740,8 @@ def _sharpen(kernel, zero, convention):
            {"amount": float(amount), "sigma": float(sigma)}, model_of(amount, sigma), 2)
 
 
-_FAMILIES = (_shift, _box, _box_passes, _pillow_blurs, _gaussian, _disk, _motion, _fixed, _sharpen)
+_FAMILIES = (_shift, _box, _box_passes, _pillow_blurs, _gaussian, _disk, _motion, _fixed, _sharpen,
+             _pillow_filters)
 
 
 # --- separability and rational form ---------------------------------------------------------

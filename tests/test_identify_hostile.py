@@ -195,3 +195,19 @@ def test_a_family_is_judged_on_the_support_found_when_size_auto_drops_its_faint_
         fit = kernelfit.fit_kernel(image, output, "auto", boundary="auto")
     result = kernelfit.identify(fit)
     assert result.matches and result.name == name, result.description
+
+
+@pytest.mark.parametrize("name", ["BLUR", "SMOOTH", "SMOOTH_MORE"])
+def test_pillow_builtin_kernels_are_named_on_colour_too(name):
+    """Pillow's BLUR is a ring of ones over 16, not a box: named, not 'closest: box blur'."""
+    from PIL import ImageFilter
+
+    image = data.portrait(color=True)[100:228, 100:228]
+    output = np.asarray(Image.fromarray(image).filter(getattr(ImageFilter, name)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", kernelfit.ModelWarning)  # (Pillow's edges: no rule)
+        fit = kernelfit.fit_kernel(image, output, "auto", boundary="auto", channel_axis=-1,
+                                   bias=True)
+    result = kernelfit.identify(fit)
+    assert result.matches and result.name == "pillow_filter", result.description
+    assert result.description.startswith(f"Pillow's ImageFilter.{name}")
