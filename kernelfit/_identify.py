@@ -555,7 +555,8 @@ def _opencv_8bit(kernel, sigma, convention):
 
 
 def _gaussian_source(kernel, zero, sigmas, isotropic):
-    """Which library's support rule the extent of a Gaussian matches, if any."""
+    """Which library's support rule the extent of a Gaussian matches, if any (only where
+    the data show where the support ends)."""
     if not isotropic:
         return ""
     spread = sigmas[0]
@@ -565,6 +566,13 @@ def _gaussian_source(kernel, zero, sigmas, isotropic):
     extent = max(np.ptp(np.flatnonzero(large.any(axis=tuple(a for a in range(kernel.ndim)
                                                             if a != axis)))) + 1
                  for axis in range(kernel.ndim))
+    # The extent says where the filter's support ends only if the data could have seen the
+    # next ring: its coefficient well above what they cannot tell from zero (a fit of 8-bit
+    # data loses the faint tails; an exact array or an exact fit does not)
+    peak = float(np.abs(kernel).max())
+    next_ring = peak * np.exp(-((extent // 2 + 1) ** 2) / (2 * spread ** 2))
+    if next_ring <= 3 * float(np.median(zero)):
+        return ""
     rules = []
     if extent == 2 * int(4.0 * spread + 0.5) + 1:
         rules.append("scipy.ndimage's (2 int(4 sigma + 0.5) + 1)")

@@ -211,3 +211,18 @@ def test_pillow_builtin_kernels_are_named_on_colour_too(name):
     result = kernelfit.identify(fit)
     assert result.matches and result.name == "pillow_filter", result.description
     assert result.description.startswith(f"Pillow's ImageFilter.{name}")
+
+
+def test_a_support_found_from_8bit_data_is_not_claimed_as_a_librarys_rule():
+    """scipy's sigma-1 Gaussian has 9 taps; size='auto' on 8-bit data keeps the 7 it can see,
+    which is not evidence of OpenCV's 6 sigma + 1 rule. Exact data show the real end."""
+    image = data.portrait()[100:356, 100:356]
+    gaussian = kernels.gaussian(sigma=1.0)
+    output = synth.synthesize(image, gaussian, boundary="edge", dtype=np.uint8)
+    fit = kernelfit.fit_kernel(image, output, "auto", boundary="auto")
+    result = kernelfit.identify(fit)
+    assert fit.size == (7, 7) and result.name == "gaussian"
+    assert "support" not in result.description and "OpenCV" not in result.description
+    exact = kernelfit.fit_kernel(image.astype(float), kernelfit.convolve(
+        image.astype(float), gaussian, boundary="edge"), "auto", boundary="auto")
+    assert "support 9: scipy.ndimage's" in kernelfit.identify(exact).description
