@@ -327,20 +327,41 @@ def check_output_path(path, inputs=(), suffixes=None, what="output"):
 
 @contextlib.contextmanager
 def atomic_path(path):
-    """A temporary path beside `path`, renamed onto it when the block succeeds."""
+    """A temporary path beside `path`, renamed onto it when the block succeeds. A failure
+    to write is a FileError naming `path` (never the hidden temporary file)."""
     folder, name = os.path.split(os.path.abspath(str(path)))
-    handle, temporary = tempfile.mkstemp(dir=folder, prefix=f".{name}.", suffix=suffix(path))
+    try:
+        handle, temporary = tempfile.mkstemp(dir=folder, prefix=f".{name}.",
+                                             suffix=suffix(path))
+    except OSError as exc:
+        raise FileError(f"{path}: cannot write in {folder}: {exc.strerror}") from None
     os.close(handle)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(temporary, 0o666 & ~umask)  # mkstemp makes it private; a new file is not
+    os.chmod(temporary, 0o666 & ~_umask())  # mkstemp makes it private; a new file is not
     try:
         yield temporary
         os.replace(temporary, str(path))
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             os.remove(temporary)
+        if isinstance(exc, OSError) and not isinstance(exc, FileError) and \
+                temporary in (exc.filename, exc.filename2):
+            raise FileError(f"{path}: cannot write: {exc.strerror}") from None
         raise
+
+
+def _umask():
+    """The process's file-creation mask, read without setting it (Linux: /proc), so that
+    writing a file changes no state another thread could see; else by setting it back."""
+    try:
+        with open("/proc/self/status") as handle:
+            for line in handle:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return umask
 
 
 def write_image(path, array):

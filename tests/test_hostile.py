@@ -295,3 +295,29 @@ def test_an_output_channel_without_usable_samples_is_named(channels):
     with pytest.raises(ValueError, match=r"output channel 1 has no usable samples \(all "
                                          r"masked out or saturated\): nothing determines its"):
         kernelfit.fit_kernel(x, y, 3, channel_axis=-1, channels=channels, mask=mask)
+
+
+def test_a_failed_write_names_the_output_not_its_hidden_temporary(files, capsys, monkeypatch):
+    import tempfile
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", "/somewhere/.k.json.abc123.json")
+
+    monkeypatch.setattr(tempfile, "mkstemp", refuse)
+    target = files["tmp"] / "k.json"
+    assert main(["fit", str(files["before"]), str(files["after"]), "--size", "3", "-q", "-o",
+                 str(target)]) == 2
+    err = capsys.readouterr().err
+    assert err == f"kernelfit: error: {target}: cannot write in {files['tmp']}: " \
+                  f"Permission denied\n"
+
+
+def test_writing_a_file_leaves_the_umask_alone(files):
+    old = os.umask(0o027)
+    try:
+        assert main(["apply", str(files["before"]), "box:size=3", "-q", "-o",
+                     str(files["tmp"] / "u.png")]) == 0
+        assert os.umask(0o027) == 0o027
+        assert stat.S_IMODE(os.stat(files["tmp"] / "u.png").st_mode) == 0o640
+    finally:
+        os.umask(old)
