@@ -214,8 +214,7 @@ class Applied:
             if self._pruning_pays(entry["spectrum"], indices):
                 return self._pruned_inverse(entry["spectrum"], indices)
             entry["full"] = self._inverse_unbatched(entry.pop("spectrum"))
-        return entry["full"][np.ix_(*(np.asarray(i) % n
-                                      for i, n in zip(indices, self.lengths)))]
+        return self._at(entry["full"], indices)
 
     def inverse_at(self, spectrum, indices):
         """``ifft(spectrum)[np.ix_(*indices)]`` over the spatial axes of an unbatched
@@ -227,8 +226,11 @@ class Applied:
         """
         if self._pruning_pays(spectrum, indices):
             return self._pruned_inverse(spectrum, indices)
-        return self._inverse_unbatched(spectrum)[np.ix_(
-            *(np.asarray(i) % n for i, n in zip(indices, self.lengths)))]
+        return self._at(self._inverse_unbatched(spectrum), indices)
+
+    def _at(self, full, indices):
+        """A full inverse transform at `indices` (modulo the lengths), trailing axes kept."""
+        return full[np.ix_(*(np.asarray(i) % n for i, n in zip(indices, self.lengths)))]
 
     def _pruning_pays(self, spectrum, indices):
         """Whether the pruned inverse costs less than the full one (matrix products run
