@@ -206,8 +206,9 @@ class Factorization(_Centred):
     The bias is projected out exactly (a Schur complement, as centring each bias group of
     the patch matrix does). Full-rank systems are factorised by Cholesky, in place and from
     the lower triangle only; their diagnostics come from that factor (the inverse's diagonal
-    by ``potri``, the condition estimate by ``pocon``, extreme eigenvalues by Lanczos
-    iterations with the factor, only when asked for). Rank-deficient systems are
+    from the factor's inverse, ``trtri``, half the work of the whole inverse; the condition
+    estimate by ``pocon``; extreme eigenvalues by Lanczos iterations with the factor, only
+    when asked for). Rank-deficient systems are
     eigendecomposed (minimum-norm solutions).
     """
 
@@ -302,22 +303,25 @@ class Factorization(_Centred):
 
     def solve_centred(self, rhs):
         """``C^{-1} rhs`` for the centred Gram matrix C (full rank: from the Cholesky
-        factor, or from the explicit inverse once ``potri`` has made it), or the
+        factor, or from its inverse once ``trtri`` has made it), or the
         minimum-norm solution (rank-deficient)."""
         import scipy.linalg
         from scipy.linalg import blas
 
         if self._cholesky is not None:
             return scipy.linalg.cho_solve((self._cholesky, True), rhs, check_finite=False)
-        if self._inverse is not None:
+        if self._inverse is not None:  # L^-1: C^-1 rhs = L^-H (L^-1 rhs)
             rhs = np.asarray(rhs)
+            dtype = np.result_type(rhs, self._inverse)
             if rhs.ndim == 1:
-                hemv = blas.zhemv if self.complex else blas.dsymv
-                return hemv(1.0, self._inverse, rhs, lower=1)
+                trmv = blas.ztrmv if self.complex else blas.dtrmv
+                w = trmv(self._inverse, rhs.astype(dtype), lower=1)
+                return trmv(self._inverse, w, lower=1, trans=2 if self.complex else 1)
             if rhs.shape[1] == 0:
-                return np.zeros(rhs.shape, dtype=np.result_type(rhs, self._inverse))
-            hemm = blas.zhemm if self.complex else blas.dsymm
-            return hemm(1.0, self._inverse, rhs, side=0, lower=1)
+                return np.zeros(rhs.shape, dtype=dtype)
+            trmm = blas.ztrmm if self.complex else blas.dtrmm
+            w = trmm(1.0, self._inverse, rhs.astype(dtype), lower=1)
+            return trmm(1.0, self._inverse, w, lower=1, trans_a=2 if self.complex else 1)
         values, vectors, keep = self._eig
         return vectors[:, keep] @ ((vectors[:, keep].conj().T @ rhs)
                                    / values[keep].reshape((-1,) + (1,) * (np.ndim(rhs) - 1)))
@@ -360,17 +364,18 @@ class Factorization(_Centred):
 
         if self.full_rank:
             if self._extreme_values is None and self.m > 400:
-                highest = self._largest()  # needs the factor, which potri overwrites
+                highest = self._largest()  # needs the factor, which trtri overwrites
             else:
                 highest = None
-            potri = lapack.zpotri if self.complex else lapack.dpotri
-            inverse, info = potri(self._cholesky, lower=1, overwrite_c=1)  # in place
+            trtri = lapack.ztrtri if self.complex else lapack.dtrtri
+            inverse, info = trtri(self._cholesky, lower=1, overwrite_c=1)  # in place
             if info != 0:
-                raise np.linalg.LinAlgError(f"potri failed ({info})")
-            self._cholesky, self._inverse = None, inverse  # C^{-1}, lower triangle
+                raise np.linalg.LinAlgError(f"trtri failed ({info})")
+            self._cholesky, self._inverse = None, inverse  # L^-1, lower triangle
             if highest is not None:
                 self._extreme_values = (1.0 / self._largest_of_inverse(), highest)
-            return np.real(np.diagonal(inverse)).copy()
+            # (C^-1)_ii = sum_k |(L^-1)_ki|^2: the squared norms of L^-1's columns
+            return np.real(np.einsum("ij,ij->j", np.conj(inverse), inverse))
         values, vectors, keep = self._eig
         inverse = np.where(keep, 1.0 / np.where(keep, values, 1.0), 0.0)
         variance = (np.abs(vectors) ** 2) @ inverse

@@ -268,7 +268,9 @@ def accumulate(problem, support, boxes, pad_mode, keep=False, evidence=None):
 
     With `evidence` (a larger support), also its statistics, from the same blocks and
     transforms: on each tile, its windows that fit in the block (the tile's samples less a
-    margin of the extra taps).
+    margin of the extra taps); on the tiles of the top halves only, when they hold
+    EVIDENCE_SAMPLES samples per unknown of it (the evidence compares fits on its own
+    samples: half of many is plenty, and costs half).
 
     Returns (band 0, total, the tiles kept in memory or None, the evidence or None).
     """
@@ -293,7 +295,7 @@ def accumulate(problem, support, boxes, pad_mode, keep=False, evidence=None):
                               else evidence.shape)
         tile_statistics(applied, block.target, block.usable, support, problem.layout,
                         problem.joint, into=band0 if band == 0 else total)
-        if evidence is not None and all(
+        if evidence is not None and (band == 0 or not _enough(extra)) and all(
                 n > low + high for n, (low, high) in zip(applied.valid_shape, margins)):
             inside = (slice(None),) + tuple(slice(low, n - high) for n, (low, high) in
                                             zip(applied.valid_shape, margins))
@@ -310,12 +312,22 @@ def accumulate(problem, support, boxes, pad_mode, keep=False, evidence=None):
     return band0, total, kept, extra
 
 
+# The evidence is gathered on the top halves of the rows alone when they hold at least this many
+# samples per unknown of its every system.
+EVIDENCE_SAMPLES = 20
+
+
+def _enough(evidence):
+    return bool(np.all(evidence.n_rows >= EVIDENCE_SAMPLES * evidence.gram.shape[1]))
+
+
 @dataclasses.dataclass(frozen=True)
 class FirstPass:
     """The statistics of the first pass: `support` over the samples `boxes` (per pair), the
     input extended by `pad_mode` (None: windows inside the input), for the top half of the
     rows and in total; the statistics of a larger `evidence_support` on nearly the same
-    samples (its windows that fit in the same blocks), when asked for; its tiles, when they
+    samples (its windows that fit in the same blocks; those of the top halves alone when
+    they are many), when asked for; its tiles, when they
     fit in memory; and the fits made from it, kept for this call (`fits`)."""
 
     support: Support

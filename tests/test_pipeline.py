@@ -431,6 +431,27 @@ def test_evidence_statistics_from_the_tiles_own_transforms(layout, ndim, complex
     _close(shared, own, rtol=1e-11)
 
 
+@pytest.mark.parametrize("rows, halves", [(200, 1), (24, 2)])
+def test_evidence_on_the_top_halves_only_when_they_hold_many_samples(rows, halves):
+    """The evidence box's statistics come from the top halves of the rows when those hold
+    EVIDENCE_SAMPLES samples per unknown, and from every tile otherwise."""
+    rng = np.random.default_rng(5)
+    x, y = rng.standard_normal((rows, 60)), rng.standard_normal((rows, 60))
+    problem = _problem(x, y, "none")
+    support, evidence = Support((-1, -1), (3, 3)), Support((-3, -3), (7, 7))
+    boxes = [region(problem.pairs[0].in_shape, support, "valid", None)]
+    top, total, _, extra = _statistics.accumulate(problem, support, boxes, None,
+                                                  evidence=evidence)
+    margin = 2 + 2  # the evidence's windows that fit in each tile's block
+    top_rows = int(top.n_rows[0]) // 58
+    expected = (top_rows - margin) * (58 - margin)
+    if halves == 2:
+        expected += (int(total.n_rows[0]) // 58 - top_rows - margin) * (58 - margin)
+    assert int(extra.n_rows[0]) == expected
+    few = int(extra.n_rows[0]) < _statistics.EVIDENCE_SAMPLES * extra.gram.shape[1]
+    assert few == (halves == 2)
+
+
 def test_kept_tiles_without_their_blocks_are_read_again_for_dense_rows(monkeypatch):
     photo = data.portrait()[:160, :200].astype(float)
     y = kernelfit.convolve(photo, kernels.gaussian(7, 1.2), boundary="reflect")
