@@ -14,8 +14,9 @@ FFT_SAMPLES = 1 << 12
 LAYOUTS = ("shared", "separate", "full")
 
 
-def gather(source, maps, fillvalue, dtype, *, read=None):
-    """The extended block ``source[maps]`` (spatial axes first, channels last), as `dtype`.
+def gather(source, maps, fillvalue, dtype, *, read=None, out=None):
+    """The extended block ``source[maps]`` (spatial axes first, channels last), as `dtype`
+    (written into `out` when given: a batch's slot).
 
     `maps` gives, per spatial axis, the source index of every sample of the block (-1: the
     fill value). The block is assembled from slices of the source, one per run of the maps
@@ -25,7 +26,8 @@ def gather(source, maps, fillvalue, dtype, *, read=None):
     """
     read = read or (lambda index: np.asarray(source[index]))
     trailing = tuple(source.shape[len(maps):])
-    block = np.empty(tuple(m.size for m in maps) + trailing, dtype=dtype)
+    block = out if out is not None else np.empty(tuple(m.size for m in maps) + trailing,
+                                                 dtype=dtype)
     runs = [_runs(m) for m in maps]
     for combination in _product(runs):
         target = tuple(slice(start, stop) for start, stop, _, _ in combination)

@@ -90,26 +90,31 @@ class Pair:
     def out_shape(self):
         return self.output.shape[:-1]
 
-    def block(self, support, box, pad_mode, fillvalue, dtype):
+    def block(self, support, box, pad_mode, fillvalue, dtype, out=None):
         """Output samples `box` and the extended input their windows (taps `support`) read.
 
         The input is extended by `pad_mode` (None: the windows must lie inside the input).
         Values are checked here, as they are read: NaN or infinity in the input, or in an
-        output sample the fit may use, is an error naming the argument.
+        output sample the fit may use, is an error naming the argument. With `out` (a
+        Block's arrays without the batch axis: a slot of a batch), they are written there.
         """
         maps = block_maps(self.in_shape, support, box, pad_mode)
-        extended = gather(self.input, maps, fillvalue, dtype, read=self.input.read)
+        extended = gather(self.input, maps, fillvalue, dtype, read=self.input.read,
+                          out=None if out is None else out.extended)
         # (a finite sum of squares is cheap proof that every value is finite, and that the
         # sums of products the fit makes neither overflow nor underflow)
         _check_scale(extended, f"input{self.name}")
         index = box.slices() + (slice(None),)
         raw = self.output.read(index)
-        usable = np.ones(raw.shape, dtype=bool)
+        if out is None:
+            usable, target = np.ones(raw.shape, dtype=bool), raw.astype(dtype)
+        else:
+            usable, target = out.usable, out.target
+            usable[...], target[...] = True, raw
         if self.mask is not None:
             usable &= np.broadcast_to(self.mask.read(index), raw.shape)
         if self.limits is not None:
             usable &= (raw > self.limits[0]) & (raw < self.limits[1])
-        target = raw.astype(dtype)
         if not np.isfinite(target.sum()):
             finite = np.isfinite(target)
             if not finite[usable].all():
@@ -117,6 +122,8 @@ class Pair:
                                  f"samples the fit uses; mask them out with mask=)")
             target[~finite] = 0
         _check_scale(target, f"output{self.name}")
+        if out is not None:
+            return out
         return Block(extended[np.newaxis], target[np.newaxis], usable[np.newaxis])
 
 

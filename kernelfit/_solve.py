@@ -474,7 +474,7 @@ class Moments:
     its powers stay well conditioned; any values near the output's mean and spread do.
     """
 
-    SAMPLES = 1 << 18
+    SAMPLES = 1 << 16
 
     def __init__(self, centre, scale):
         self.centre, self.scale = centre, scale or 1.0

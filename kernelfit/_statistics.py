@@ -202,13 +202,21 @@ def batches(problem, support, boxes, pad_mode, where=False):
 
 
 def read_batch(problem, support, pieces, pad_mode):
-    """The Blocks of (pair, box) `pieces`, stacked along the batch axis."""
-    blocks = [pair.block(support, box, pad_mode, problem.fillvalue, problem.dtype)
-              for pair, box in pieces]
-    if len(blocks) == 1:
-        return blocks[0]
-    return type(blocks[0])(*(np.concatenate([getattr(b, name) for b in blocks])
-                             for name in ("extended", "target", "usable")))
+    """The Blocks of (pair, box) `pieces` (boxes of one shape), stacked along the batch
+    axis: each read into its slot of the batch."""
+    (pair, box), rest = pieces[0], pieces[1:]
+    first = pair.block(support, box, pad_mode, problem.fillvalue, problem.dtype)
+    if not rest:
+        return first
+    count = len(pieces)
+    batch = type(first)(*(np.empty((count,) + a.shape[1:], dtype=a.dtype)
+                          for a in (first.extended, first.target, first.usable)))
+    for name in ("extended", "target", "usable"):
+        getattr(batch, name)[0] = getattr(first, name)[0]
+    for i, (pair, box) in enumerate(rest, start=1):
+        pair.block(support, box, pad_mode, problem.fillvalue, problem.dtype,
+                   out=type(first)(batch.extended[i], batch.target[i], batch.usable[i]))
+    return batch
 
 
 @dataclasses.dataclass(frozen=True)
@@ -268,9 +276,9 @@ def accumulate(problem, support, boxes, pad_mode, keep=False, evidence=None):
 
     With `evidence` (a larger support), also its statistics, from the same blocks and
     transforms: on each tile, its windows that fit in the block (the tile's samples less a
-    margin of the extra taps); on the tiles of the top halves only, when they hold
-    EVIDENCE_SAMPLES samples per unknown of it (the evidence compares fits on its own
-    samples: half of many is plenty, and costs half).
+    margin of the extra taps), tile by tile until it holds EVIDENCE_SAMPLES samples per
+    unknown (the evidence compares fits on its own samples: a part of many is plenty; the
+    top halves come first, every pair's in turn).
 
     Returns (band 0, total, the tiles kept in memory or None, the evidence or None).
     """
@@ -295,7 +303,7 @@ def accumulate(problem, support, boxes, pad_mode, keep=False, evidence=None):
                               else evidence.shape)
         tile_statistics(applied, block.target, block.usable, support, problem.layout,
                         problem.joint, into=band0 if band == 0 else total)
-        if evidence is not None and (band == 0 or not _enough(extra)) and all(
+        if evidence is not None and not _enough(extra) and all(
                 n > low + high for n, (low, high) in zip(applied.valid_shape, margins)):
             inside = (slice(None),) + tuple(slice(low, n - high) for n, (low, high) in
                                             zip(applied.valid_shape, margins))
@@ -312,9 +320,8 @@ def accumulate(problem, support, boxes, pad_mode, keep=False, evidence=None):
     return band0, total, kept, extra
 
 
-# The evidence is gathered on the top halves of the rows alone when they hold at least this many
-# samples per unknown of its every system.
-EVIDENCE_SAMPLES = 20
+# The evidence is gathered until it holds this many samples per unknown of its every system.
+EVIDENCE_SAMPLES = 50
 
 
 def _enough(evidence):
@@ -326,8 +333,8 @@ class FirstPass:
     """The statistics of the first pass: `support` over the samples `boxes` (per pair), the
     input extended by `pad_mode` (None: windows inside the input), for the top half of the
     rows and in total; the statistics of a larger `evidence_support` on nearly the same
-    samples (its windows that fit in the same blocks; those of the top halves alone when
-    they are many), when asked for; its tiles, when they
+    samples (its windows that fit in the same blocks, on the first tiles when they hold
+    many), when asked for; its tiles, when they
     fit in memory; and the fits made from it, kept for this call (`fits`)."""
 
     support: Support

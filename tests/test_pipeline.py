@@ -431,10 +431,14 @@ def test_evidence_statistics_from_the_tiles_own_transforms(layout, ndim, complex
     _close(shared, own, rtol=1e-11)
 
 
-@pytest.mark.parametrize("rows, halves", [(200, 1), (24, 2)])
-def test_evidence_on_the_top_halves_only_when_they_hold_many_samples(rows, halves):
-    """The evidence box's statistics come from the top halves of the rows when those hold
-    EVIDENCE_SAMPLES samples per unknown, and from every tile otherwise."""
+@pytest.mark.parametrize("rows, tile, halves", [(200, None, 1), (24, None, 2), (200, 600, 0)])
+def test_evidence_is_gathered_until_it_holds_enough_samples(monkeypatch, rows, tile, halves):
+    """The evidence box's statistics come from the first tiles (the top halves first), tile
+    by tile until they hold EVIDENCE_SAMPLES samples per unknown: from the whole top half
+    of a large image, from both halves of a small one, and from part of the top half when
+    its tiles are small."""
+    if tile is not None:
+        monkeypatch.setattr(_statistics, "TILE_ELEMENTS", tile)  # tiles of eight rows
     rng = np.random.default_rng(5)
     x, y = rng.standard_normal((rows, 60)), rng.standard_normal((rows, 60))
     problem = _problem(x, y, "none")
@@ -443,13 +447,19 @@ def test_evidence_on_the_top_halves_only_when_they_hold_many_samples(rows, halve
     top, total, _, extra = _statistics.accumulate(problem, support, boxes, None,
                                                   evidence=evidence)
     margin = 2 + 2  # the evidence's windows that fit in each tile's block
+    enough = _statistics.EVIDENCE_SAMPLES * extra.gram.shape[1]
+    gathered = int(extra.n_rows[0])
     top_rows = int(top.n_rows[0]) // 58
+    if halves == 0:  # stopped within the top half, at the first tile past the threshold
+        per_tile = (8 - margin) * (58 - margin)
+        assert enough <= gathered < enough + per_tile
+        assert gathered < (top_rows - margin) * (58 - margin)
+        return
     expected = (top_rows - margin) * (58 - margin)
     if halves == 2:
         expected += (int(total.n_rows[0]) // 58 - top_rows - margin) * (58 - margin)
-    assert int(extra.n_rows[0]) == expected
-    few = int(extra.n_rows[0]) < _statistics.EVIDENCE_SAMPLES * extra.gram.shape[1]
-    assert few == (halves == 2)
+    assert gathered == expected
+    assert (gathered < enough) == (halves == 2)
 
 
 def test_kept_tiles_without_their_blocks_are_read_again_for_dense_rows(monkeypatch):
