@@ -278,7 +278,8 @@ def accumulate(problem, support, boxes, pad_mode, keep=False, evidence=None):
     transforms: on each tile, its windows that fit in the block (the tile's samples less a
     margin of the extra taps), tile by tile until it holds EVIDENCE_SAMPLES samples per
     unknown (the evidence compares fits on its own samples: a part of many is plenty; the
-    top halves come first, every pair's in turn).
+    top halves come first, every pair's in turn). Which tiles is decided from their shapes
+    alone (masked samples count), so that it does not depend on the values read.
 
     Returns (band 0, total, the tiles kept in memory or None, the evidence or None).
     """
@@ -289,11 +290,13 @@ def accumulate(problem, support, boxes, pad_mode, keep=False, evidence=None):
     operator = Operator(support.shape, problem.layout, problem.n_in, problem.n_out)
     band0, total = empty(support), empty(support)
     wider = extra = None
+    gathered, wanted = 0, 0
     if evidence is not None:
         wider = Operator(evidence.shape, problem.layout, problem.n_in, problem.n_out)
         extra = empty(evidence)
         margins = [(a - b, d - c) for a, b, c, d in zip(support.lo, evidence.lo, support.hi,
                                                         evidence.hi)]
+        wanted = EVIDENCE_SAMPLES * extra.gram.shape[1]
     total_bytes, block_bytes = _memory(problem, support, boxes, evidence) if keep else (0, 0)
     kept = [] if keep and total_bytes <= CACHED_TILES * TILE_ELEMENTS * 8 else None
     done = problem.progress.start("statistics", sum(1 for _ in tiles(problem, support, boxes))
@@ -303,8 +306,10 @@ def accumulate(problem, support, boxes, pad_mode, keep=False, evidence=None):
                               else evidence.shape)
         tile_statistics(applied, block.target, block.usable, support, problem.layout,
                         problem.joint, into=band0 if band == 0 else total)
-        if evidence is not None and not _enough(extra) and all(
+        if evidence is not None and gathered < wanted and all(
                 n > low + high for n, (low, high) in zip(applied.valid_shape, margins)):
+            gathered += block.target.shape[0] * int(np.prod(
+                [n - low - high for n, (low, high) in zip(applied.valid_shape, margins)]))
             inside = (slice(None),) + tuple(slice(low, n - high) for n, (low, high) in
                                             zip(applied.valid_shape, margins))
             tile_statistics(wider.on(block.extended, like=applied), block.target[inside],
@@ -320,12 +325,8 @@ def accumulate(problem, support, boxes, pad_mode, keep=False, evidence=None):
     return band0, total, kept, extra
 
 
-# The evidence is gathered until it holds this many samples per unknown of its every system.
+# The evidence is gathered until its windows number this many per unknown of a system.
 EVIDENCE_SAMPLES = 50
-
-
-def _enough(evidence):
-    return bool(np.all(evidence.n_rows >= EVIDENCE_SAMPLES * evidence.gram.shape[1]))
 
 
 @dataclasses.dataclass(frozen=True)
