@@ -5,6 +5,7 @@
 """
 
 import argparse
+import contextlib
 import inspect
 import os
 import sys
@@ -13,7 +14,7 @@ import warnings
 import numpy as np
 
 from . import __version__, kernels
-from ._io import FileError, check_output_path, read_image, read_kernel
+from ._io import FileError, check_output_path, is_zarr, read_image, read_kernel, read_lazily
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -34,7 +35,8 @@ FIT_EXAMPLES = """examples:
   kernelfit fit before.png after.png --size 5x3 --boundary edge -o kernel.json --plot fit.png
   kernelfit fit before.png after.png --size 5 --origin auto
   kernelfit fit photo.jpg styled.jpg --size 7 --color separate --bias --strict
-  kernelfit fit in.npy out.npy --size 9 --method ridge --reg gcv --mask valid.png"""
+  kernelfit fit in.npy out.npy --size 9 --method ridge --reg gcv --mask valid.png
+  kernelfit fit before.zarr after.zarr --size 15 --scheduler tcp://10.0.0.1:8786"""
 APPLY_EXAMPLES = """examples:
   kernelfit apply photo.png gaussian:sigma=1.5,size=7 -o blurred.png
   kernelfit apply photo.png sobel:axis=x --boundary symmetric --float -o gradient.npy
@@ -247,6 +249,13 @@ def build_parser():
     fit.add_argument("-o", "--output-kernel", metavar="FILE", dest="kernel_file",
                      help="write the kernel: .npy, .txt/.csv, or .json with every diagnostic")
     fit.add_argument("--plot", metavar="FILE.png", help="write a figure of the fit")
+    fit.add_argument("--dask", action="store_true",
+                     help="read INPUT, OUTPUT and the mask in chunks (zarr stores, .npy, "
+                     "TIFF) and fit on Dask, for inputs larger than memory (zarr stores "
+                     "always are); needs kernelfit[dask]")
+    fit.add_argument("--scheduler", metavar="ADDRESS",
+                     help="fit on the Dask cluster whose scheduler is at ADDRESS (e.g. "
+                     "tcp://10.0.0.1:8786); implies --dask")
 
     identify = command("identify", "name a kernel: its family, separability, rational form",
                        IDENTIFY_EXAMPLES, run_identify)
@@ -349,7 +358,6 @@ def _reg(text):
 # --- fit ------------------------------------------------------------------------------------
 
 def run_fit(args):
-    from . import fit_kernel
     from ._io import KERNEL_SUFFIXES
 
     inputs = (args.input, args.output, args.mask)
@@ -360,8 +368,43 @@ def run_fit(args):
     if args.kernel_file and args.plot and os.path.abspath(args.kernel_file) == \
             os.path.abspath(args.plot):
         raise UsageError(f"-o and --plot name the same file {args.plot}")
-    image, input_notes = read_image(args.input)
-    target, output_notes = read_image(args.output)
+    lazy = args.dask or args.scheduler is not None or is_zarr(args.input) or \
+        is_zarr(args.output)
+    with _cluster(args.scheduler):
+        return _fit_files(args, lazy)
+
+
+# How long `--scheduler` tries to reach the scheduler before it gives up.
+SCHEDULER_TIMEOUT = "10s"
+
+
+@contextlib.contextmanager
+def _cluster(address):
+    """A Dask client of the scheduler at `address` for the fit (None: Dask's default, the
+    local threads)."""
+    if address is None:
+        yield None
+        return
+    try:
+        import distributed
+    except ImportError:
+        raise UsageError("--scheduler needs Dask's distributed scheduler: pip install "
+                         "'kernelfit[dask]'") from None
+    try:
+        client = distributed.Client(address, timeout=SCHEDULER_TIMEOUT)
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise UsageError(f"--scheduler {address}: cannot connect ({_one_line(exc)})") \
+            from None
+    with client:
+        yield client
+
+
+def _fit_files(args, lazy):
+    from . import fit_kernel
+
+    read = read_lazily if lazy else read_image
+    image, input_notes = read(args.input)
+    target, output_notes = read(args.output)
     for note in input_notes + output_notes:
         _say(f"note: {note}", args.quiet)
     channel_axis, channels = None, "shared"
@@ -373,8 +416,8 @@ def run_fit(args):
         raise UsageError(f"--color {args.color} needs a colour INPUT; {args.input} is grey")
     mask = None
     if args.mask:
-        mask_values, _ = read_image(args.mask)
-        mask = np.asarray(mask_values) != 0
+        mask_values, _ = read_lazily(args.mask, "mask") if lazy else read_image(args.mask)
+        mask = (mask_values if lazy else np.asarray(mask_values)) != 0
         if mask.ndim == 3 and target.ndim == 2:
             mask = mask.any(axis=-1)
     size = args.size if args.size == "auto" or len(args.size) > 1 else args.size[0]
@@ -391,7 +434,6 @@ def run_fit(args):
                      options=_method_options(args.method, args.reg), bias=args.bias,
                      channel_axis=channel_axis, channels=channels, mask=mask, origin=origin,
                      max_size=args.max_size, progress=_progress(args))
-    predicted = fit.predict(image)
     peak = _peak(target)
     psnr = (10 * np.log10(peak ** 2 / fit.residual_rms ** 2) if fit.residual_rms > 0
             else np.inf)
@@ -416,12 +458,31 @@ def run_fit(args):
         _say(f"wrote {args.kernel_file}", args.quiet)
     if args.plot:
         from ._plot import fit_figure
-        fit_figure(args.plot, image, target, predicted, fit,
-                   titles=(f"input: {os.path.basename(args.input)}",
-                           f"output: {os.path.basename(args.output)}"))
+        crop = ""
+        if lazy:  # a crop at the centre: what a figure can show of a large image
+            image, target, crop = _centre_crop(image, target, PLOT_CROP)
+        fit_figure(args.plot, image, target, fit.predict(image), fit,
+                   titles=(f"input: {os.path.basename(args.input)}{crop}",
+                           f"output: {os.path.basename(args.output)}{crop}"))
         _say(f"wrote {args.plot}", args.quiet)
     failed = not fit.identifiable or fit.stop_reason not in (None, "converged")
     return EXIT_FAILED if args.strict and failed else EXIT_OK
+
+
+# Inputs read in chunks are drawn as a crop of at most this many samples per axis.
+PLOT_CROP = 1024
+
+
+def _centre_crop(image, target, side):
+    """The centre of both images, at most `side` samples per spatial axis, in memory; and
+    the words that say so (empty when nothing was cut)."""
+    spatial = min(image.ndim, target.ndim, 2)
+    starts = [max(0, (n - side) // 2) for n in target.shape[:spatial]]
+    index = tuple(slice(a, a + side) for a in starts)
+    cut = any(n > side for n in target.shape[:spatial])
+    words = (f" (centre {'x'.join(str(min(n, side)) for n in target.shape[:spatial])})"
+             if cut else "")
+    return np.asarray(image[index]), np.asarray(target[index]), words
 
 
 def _identify_fit(fit):
@@ -451,7 +512,7 @@ def _method_options(method, reg):
 
 
 def _gray(array):
-    array = np.asarray(array)
+    array = array if hasattr(array, "dask") else np.asarray(array)  # a dask array stays lazy
     if array.ndim == 3 and array.shape[-1] in (3, 4):
         return array[..., :3] @ np.array([0.299, 0.587, 0.114])
     return array
@@ -460,6 +521,11 @@ def _gray(array):
 def _peak(target):
     if np.issubdtype(target.dtype, np.integer):
         return float(np.iinfo(target.dtype).max)
+    if hasattr(target, "dask"):  # one pass, both ends
+        import dask
+
+        low, high = dask.compute(target.min(), target.max())
+        return float(high - low) or 1.0
     return float(np.ptp(target)) or 1.0
 
 

@@ -211,6 +211,68 @@ def _check_memory(path, shape, dtype, what):
                         f"machine's memory ({memory / 2**30:.1f} GiB)")
 
 
+def is_zarr(path):
+    """Whether `path` is a zarr store (a folder ending in .zarr, or holding zarr metadata):
+    read in chunks whatever the flags."""
+    path = str(path)
+    return suffix(path) == ".zarr" or os.path.isdir(path) and any(
+        os.path.exists(os.path.join(path, name)) for name in ("zarr.json", ".zarray"))
+
+
+def read_lazily(path, what="image"):
+    """A file as a dask array read chunk by chunk when it is needed, and notes for the user.
+
+    Zarr stores open as they are chunked (`dask.array.from_zarr`); .npy files are
+    memory-mapped; TIFFs are read by their own tiles or strips (tifffile's zarr view). Other
+    files cannot be read in parts: they are decoded whole (`read_image`), with a note.
+    Colour images keep their channels last; an alpha channel is dropped, with a note.
+    """
+    path = str(path)
+    try:
+        import dask.array as da
+    except ImportError:
+        raise FileError(f"{path}: reading in chunks needs Dask: pip install "
+                        f"'kernelfit[dask]'") from None
+    notes = []
+    if is_zarr(path):
+        if not os.path.exists(path):
+            raise FileError(f"{path}: no such zarr store")
+        try:
+            array = da.from_zarr(path)
+        except Exception as exc:  # zarr's errors vary by version and store
+            raise FileError(f"{path}: cannot open the zarr array: {_first_line(exc)}") \
+                from None
+    elif suffix(path) == ".npy":
+        _check_readable(path)
+        try:
+            mapped = np.load(path, mmap_mode="r", allow_pickle=False)
+        except (ValueError, OSError) as exc:
+            raise FileError(f"{path}: cannot read {_a(what)}: {_first_line(exc)}") from None
+        array = da.from_array(mapped, chunks="auto")
+    elif suffix(path) in (".tif", ".tiff"):
+        _check_readable(path)
+        import tifffile
+
+        try:
+            store = tifffile.imread(path, aszarr=True)
+            array = da.from_zarr(store)
+        except Exception as exc:  # tifffile raises many kinds for a broken file
+            raise FileError(f"{path}: cannot read the TIFF in parts: {_first_line(exc)}") \
+                from None
+    else:
+        array, notes = read_image(path) if suffix(path) not in ARRAY_SUFFIXES else (
+            read_array(path, what), [])
+        notes.append(f"{path}: a {suffix(path) or 'suffix-less'} file cannot be read in "
+                     f"parts; decoded whole")
+        array = da.from_array(array, chunks="auto")
+    if array.dtype.kind not in "biuf":
+        raise FileError(f"{path}: {_a(what)} must be real numbers; got dtype {array.dtype}")
+    if array.ndim == 3 and array.shape[-1] in (2, 4) and what == "image":
+        notes.append(f"{path}: alpha channel dropped")
+        array = array[..., 0] if array.shape[-1] == 2 else array[..., :3]
+    return array, notes
+
+
 def read_array(path, what="array"):
     """A numeric array from .npy, .txt (whitespace) or .csv (commas)."""
     path = str(path)
