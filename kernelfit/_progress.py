@@ -30,6 +30,11 @@ class Progress:
     def __bool__(self):
         return self._callback is not None or self._bar
 
+    @property
+    def drawn(self):
+        """Whether a bar is drawn (``progress=True``) rather than a callback called."""
+        return self._bar
+
     def start(self, stage, total):
         """Begin a stage of `total` tiles (None: unknown); returns a function of the tiles
         just done."""
