@@ -15,6 +15,7 @@ fitted.
 
 import copy
 import dataclasses
+import itertools
 import sys
 import uuid
 
@@ -71,21 +72,22 @@ def residual_pass(problem, design, kernel, bias, ss_res, gradient, moments):
 
 # --- on the workers -------------------------------------------------------------------------
 
-def _statistics_task(job, evidence, *values):
+def _statistics_task(job, *chunks):
     """One batch's statistics: (band 0 or None, band 1 or None, the evidence's or None)."""
-    block = job.read(values)
+    evidence = job.context
+    block = job.read(chunks)
     into = empty(job.problem, job.support)
     extra = None if evidence is None else empty(job.problem, evidence)
     batch_statistics(job.problem, job.support, block, into, evidence, extra)
     return (into, None, extra) if job.band == 0 else (None, into, extra)
 
 
-def _residual_task(job, context, *values):
+def _residual_task(job, *chunks):
     """One batch's residual sums: (ss_res, gradient or None, moments or None)."""
     from ._normal import tile_residual
 
-    design, kernel, bias, ss_res, gradient, moments = copy.deepcopy(context)
-    block = job.read(values)
+    design, kernel, bias, ss_res, gradient, moments = copy.deepcopy(job.context)
+    block = job.read(chunks)
     operator = Operator(job.support.shape, job.problem.layout, job.problem.n_in,
                         job.problem.n_out)
     tile = Tile(job.band, job.support, operator.on(block.extended), block.target,
@@ -131,41 +133,57 @@ def _key(index):
 
 class _Job:
     """What one task is sent: the problem without its arrays, the taps and edge rule, the
-    band, and per tile its pair (arrays replaced by what the task fetches), its samples,
-    the indices it reads of each array, and the dask chunks (to say where a bad value is)."""
+    band, what else its pass needs (`context`), and per tile its pair (arrays replaced by
+    what the task fetches), its samples, what it reads of each array and the dask chunks (to
+    say where a bad value is). A read is an ndarray (read on the client: an array that is
+    not a dask array) or (shape, dtype, pieces of the chunks the task is given)."""
 
-    def __init__(self, problem, support, pad_mode, band, pieces):
+    def __init__(self, problem, support, pad_mode, band, context, pieces):
         self.problem, self.support, self.pad_mode, self.band = problem, support, pad_mode, band
-        self.pieces = pieces  # ((pair, box, {role: (keys...)}, {role: chunks}), ...)
+        self.context = context
+        self.pieces = pieces  # ((pair, box, {role: ((key, read), ...)}, {role: chunks}), ...)
 
-    def pairs(self, values):
-        """The (pair, box) pieces, each array standing for the `values` fetched for it."""
-        values = iter(values)
+    def pairs(self, chunks):
+        """The (pair, box) pieces, each array standing for what was read of it."""
         out = []
-        for pair, box, keys, _ in self.pieces:
+        for pair, box, reads, _ in self.pieces:
             sources = {}
-            for role, wanted in keys.items():
+            for role, wanted in reads.items():
                 source = copy.copy(getattr(pair, role))
-                source.array = _Fetched({key: next(values) for key in wanted})
+                source.array = _Fetched({key: _assemble(read, chunks) for key, read in wanted})
                 sources[role] = source
             out.append((dataclasses.replace(pair, **sources), box))
         return out
 
-    def read(self, values):
+    def read(self, chunks):
         """The batch's Block, as `read_batch` builds it in memory; a bad value is an error
         saying where it is."""
-        pieces = self.pairs(values)
+        pieces = self.pairs(chunks)
         try:
             return read_batch(self.problem, self.support, pieces, self.pad_mode)
         except ValueError as error:
-            for (pair, box), (_, _, _, chunks) in zip(pieces, self.pieces):
+            for (pair, box), (_, _, _, where) in zip(pieces, self.pieces):
                 try:
                     pair.block(self.support, box, self.pad_mode, self.problem.fillvalue,
                                self.problem.dtype)
                 except ValueError:
-                    raise ValueError(f"{error}{_where(self, pair, box, chunks, error)}") \
+                    raise ValueError(f"{error}{_where(self, pair, box, where, error)}") \
                         from None
             raise
+
+
+def _assemble(read, chunks):
+    """A slice of an array from the pieces of its chunks (or as read on the client)."""
+    if isinstance(read, np.ndarray):
+        return read
+    shape, dtype, parts = read
+    if len(parts) == 1:  # inside one chunk: a view
+        argument, inside, _ = parts[0]
+        return chunks[argument][inside]
+    out = np.empty(shape, dtype)
+    for argument, inside, where in parts:
+        out[where] = chunks[argument][inside]
+    return out
 
 
 def _where(job, pair, box, chunks, error):
@@ -204,40 +222,40 @@ def _where(job, pair, box, chunks, error):
 # --- on the client ----------------------------------------------------------------------------
 
 class _Tasks:
-    """The tasks of one pass, one per batch of tiles, and their merge."""
+    """The tasks of one pass, one per batch of tiles, and the tree that merges them, in a
+    graph whose tasks take the dask arrays' chunks themselves (no dask array is made per
+    slice: with thousands of small pairs that would cost more than the fit)."""
 
     def __init__(self, problem, support, pad_mode, stage):
         self.problem, self.support, self.pad_mode, self.stage = problem, support, pad_mode, stage
         # the problem as the workers see it: no arrays, no callbacks
         self.shipped = dataclasses.replace(problem, pairs=(), progress=None, options={})
-        self.templates = {}
+        self.templates, self.bounds, self.arrays = {}, {}, {}
         self.name = f"kernelfit-{stage}-{uuid.uuid4().hex}"
-        self.tasks, self.tiles = [], {}
+        self.layer, self.tiles = {}, {}
 
     def add(self, function, band, pieces, context):
-        import dask
-
-        shipped, values = [], []
+        arguments = {}  # chunk key -> its place among the task's arguments
+        shipped = []
         for pair, box in pieces:
             template, chunks = self._template(pair)
-            keys = {}
+            reads = {}
             for role, indices in self._reads(pair, box).items():
                 source = getattr(pair, role)
-                keys[role] = []
+                wanted = {}
                 for index in indices:
                     original = source.original(index)
                     key = _key(original)
-                    if key in keys[role]:
-                        continue
-                    keys[role].append(key)
-                    values.append(source.array[original] if is_dask(source.array) else
-                                  np.asarray(source.array[original]))
-            shipped.append((template, box, keys, chunks))
-        job = _Job(self.shipped, self.support, self.pad_mode, band, tuple(shipped))
-        name = f"{self.name}-{len(self.tasks)}"
+                    if key not in wanted:
+                        wanted[key] = (self._chunks(source.array, original, arguments)
+                                       if is_dask(source.array) else
+                                       np.asarray(source.array[original]))
+                reads[role] = tuple(wanted.items())
+            shipped.append((template, box, reads, chunks))
+        job = _Job(self.shipped, self.support, self.pad_mode, band, context, tuple(shipped))
+        name = f"{self.name}-{len(self.tiles)}"
         self.tiles[name] = len(pieces)
-        self.tasks.append(dask.delayed(function, pure=False)(job, context, *values,
-                                                             dask_key_name=name))
+        self.layer[name] = (function, job) + tuple(arguments)
 
     def _template(self, pair):
         """The pair without its arrays, and the chunks of its dask arrays (else None)."""
@@ -255,25 +273,59 @@ class _Tasks:
     def _reads(self, pair, box):
         """What `Pair.block` reads of each array for the samples `box` (channels last)."""
         maps = block_maps(pair.in_shape, self.support, box, self.pad_mode)
-        index = box.slices() + (slice(None),)
+        samples = box.slices() + (slice(None),)
         reads = {"input": [index + (slice(None),) for _, index, _ in block_reads(maps)
                            if index is not None],
-                 "output": [index]}
+                 "output": [samples]}
         if pair.mask is not None:
-            reads["mask"] = [index]
+            reads["mask"] = [samples]
         return reads
+
+    def _chunks(self, array, original, arguments):
+        """The read `original` (slices) of a dask array as (shape, dtype, pieces): for each
+        chunk it meets, (its place among the arguments, the part of it, where that goes)."""
+        if array.name not in self.bounds:
+            self.arrays[array.name] = array
+            self.bounds[array.name] = [np.cumsum((0,) + sizes) for sizes in array.chunks]
+        ranges = []
+        for part, bounds, n in zip(original, self.bounds[array.name], array.shape):
+            start, stop, _ = part.indices(n)
+            first = int(np.searchsorted(bounds, start, side="right")) - 1
+            last = int(np.searchsorted(bounds, stop - 1, side="right")) - 1
+            ranges.append([(c, max(start, bounds[c]) - bounds[c],
+                            min(stop, bounds[c + 1]) - bounds[c],
+                            max(start, bounds[c]) - start) for c in range(first, last + 1)])
+        parts = []
+        for combination in itertools.product(*ranges):
+            key = (array.name,) + tuple(c for c, _, _, _ in combination)
+            argument = arguments.setdefault(key, len(arguments))
+            parts.append((argument, tuple(slice(a, b) for _, a, b, _ in combination),
+                          tuple(slice(o, o + b - a) for _, a, b, o in combination)))
+        shape = tuple(len(range(*part.indices(n))) for part, n in zip(original, array.shape))
+        return shape, array.dtype, tuple(parts)
 
     def compute(self):
         """The merged results (None without tasks), computed by Dask's current scheduler."""
-        if not self.tasks:
+        if not self.tiles:
             return None
         import dask
+        from dask.delayed import Delayed
 
-        parts = self.tasks
-        while len(parts) > 1:  # a fixed tree: the order of the sums is the tiles'
-            parts = [dask.delayed(_merge, pure=False)(*parts[i:i + FAN_IN])
-                     for i in range(0, len(parts), FAN_IN)]
-        root = parts[0]
+        keys, level = list(self.tiles), 0
+        while len(keys) > 1:  # a fixed tree: the order of the sums is the tiles'
+            level += 1
+            merged = []
+            for i in range(0, len(keys), FAN_IN):
+                name = f"{self.name}-merge-{level}-{i // FAN_IN}"
+                self.layer[name] = (_merge,) + tuple(keys[i:i + FAN_IN])
+                merged.append(name)
+            keys = merged
+        # one flat graph: a high-level graph of a layer per array culls each layer against
+        # every key, which with thousands of pairs costs more than the fit
+        graph = dict(self.layer)
+        for array in self.arrays.values():
+            graph.update(array.__dask_graph__())
+        root = Delayed(keys[0], graph)
         progress = self.problem.progress
         scheduler = dask.base.get_scheduler(collections=[root])
         client = _client(scheduler)

@@ -2,7 +2,7 @@
 
 A fit reports its passes over the pixels tile by tile: 'statistics' (the first pass, and any
 design pass), then 'residual'. Nothing here is global: each fit has its own reporter, so fits
-in several threads report separately.
+in several threads report separately. On Dask, the bar is Dask's own (`_dask`).
 """
 
 import sys
