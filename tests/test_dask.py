@@ -158,6 +158,37 @@ def test_many_small_pairs_are_batched(rng):
     assert statistics[-1] == 120 and len(statistics) == 3
 
 
+def test_complex_1d_3d_and_integer_data(rng):
+    x = rng.standard_normal((30, 26)) + 1j * rng.standard_normal((30, 26))
+    y = kernelfit.convolve(x, rng.standard_normal((3, 3)) + 1j) + 0.01 * x.real
+    same_fit(kernelfit.fit_kernel(lazy(x, 8), lazy(y, 11), 3),
+             kernelfit.fit_kernel(x, y, 3, method="lstsq-stats"))
+    signal = rng.standard_normal(500)
+    causal = np.convolve(signal, [0.5, 0.3, 0.2])[:500] + 0.01 * rng.standard_normal(500)
+    same_fit(kernelfit.fit_kernel(lazy(signal, 77), lazy(causal, 50), 3, origin="auto"),
+             kernelfit.fit_kernel(signal, causal, 3, origin="auto"))
+    volume, filtered = blurred(rng, (12, 14, 10), (3, 3, 3))
+    same_fit(kernelfit.fit_kernel(lazy(volume, 5), lazy(filtered, 6), 3),
+             kernelfit.fit_kernel(volume, filtered, 3, method="lstsq-stats"))
+    image = rng.integers(0, 256, (40, 36)).astype(np.uint8)
+    sharpened = np.clip(np.round(kernelfit.convolve(image.astype(float), np.array(
+        [[0, -0.5, 0], [-0.5, 3, -0.5], [0, -0.5, 0]]))), 0, 255).astype(np.uint8)
+    for saturated in ("auto", True):
+        same_fit(kernelfit.fit_kernel(lazy(image, 16), lazy(sharpened, 12), 3,
+                                      saturated=saturated),
+                 kernelfit.fit_kernel(image, sharpened, 3, saturated=saturated,
+                                      method="lstsq-stats"))
+
+
+def test_methods_that_build_the_patch_matrix_still_work(rng):
+    x, y = blurred(rng)
+    for method, options in (("pinv", None), ("ridge", {"reg": 0.1})):
+        fit = kernelfit.fit_kernel(lazy(x, 16), lazy(y, 16), 3, method=method,
+                                   options=options)
+        same_fit(fit, kernelfit.fit_kernel(x, y, 3, method=method, options=options))
+        assert fit.method == method
+
+
 @settings(max_examples=8, deadline=None)
 @given(st.data())
 def test_any_chunking_gives_the_in_memory_statistics(data):
