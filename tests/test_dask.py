@@ -12,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import kernelfit
+from kernelfit import _statistics
 from kernelfit._prepare import prepare
 from kernelfit._search import plan
 from kernelfit._statistics import first_pass
@@ -298,6 +299,31 @@ def test_on_a_cluster_the_fit_is_the_same(rng, client):
         same_fit(fit, reference)
     fit = kernelfit.fit_kernel(lazy(x, 20), lazy(y, 20), "auto", boundary="auto")
     same_fit(fit, kernelfit.fit_kernel(x, y, "auto", boundary="auto"))
+
+
+def test_on_a_cluster_the_sums_do_not_depend_on_scheduling(rng, client, monkeypatch):
+    # many small tiles (here and on the workers): 74 tasks a pass, three levels of merges
+    def tile_budget(elements):
+        import kernelfit._statistics
+        kernelfit._statistics.TILE_ELEMENTS = elements
+
+    default = _statistics.TILE_ELEMENTS
+    monkeypatch.setattr("kernelfit._statistics.TILE_ELEMENTS", 400)
+    client.run(tile_budget, 400)
+    try:
+        x, y = blurred(rng, (150, 60), (5, 5))
+        calls = []
+        with dask.config.set(scheduler="synchronous"):
+            reference = kernelfit.fit_kernel(lazy(x, 40), lazy(y, 40), 5, bias=True,
+                                             progress=lambda *c: calls.append(c))
+        assert calls[-1] == ("residual", 74, 74)
+        for chunks in ((150, 60), (7, 60), (33, 13)):
+            fit = kernelfit.fit_kernel(lazy(x, chunks), lazy(y, (20, 60)), 5, bias=True)
+            assert np.array_equal(fit.kernel, reference.kernel)  # to the last bit
+            assert fit.residual_rms == reference.residual_rms
+        same_fit(fit, kernelfit.fit_kernel(x, y, 5, bias=True, method="lstsq-stats"))
+    finally:
+        client.run(tile_budget, default)
 
 
 def test_on_a_cluster_a_zarr_pair(rng, client, tmp_path):
