@@ -34,7 +34,12 @@ def fit_kernel(input, output, size, *, mode=None, boundary=None, fillvalue=0,
     input, output : array_like, or sequences of array_like
         The filter's input and output (any real or complex dtype). Memmaps and arrays read
         by slicing (zarr, h5py) are read tile by tile, never whole. Two equal-length lists
-        or tuples of ndarrays are several pairs that share one kernel.
+        or tuples of ndarrays are several pairs that share one kernel. Dask arrays (or
+        lists of them) are fitted on Dask: a task per batch of tiles reads its blocks from
+        the arrays' chunks, whatever they are, and returns only statistics, summed in a
+        fixed order, so the fit agrees with the in-memory one to rounding (see the README,
+        "Larger than memory: Dask"; `method` 'lstsq' then always takes the normal
+        equations).
     size : int, sequence of int, or 'auto'
         Kernel shape along every spatial axis (odd, even, rectangular, N-D). 'auto' finds
         it: the statistics of a generous support (`max_size`) are gathered once, every
@@ -81,7 +86,8 @@ def fit_kernel(input, output, size, *, mode=None, boundary=None, fillvalue=0,
         words mean the same layouts in :func:`kernelfit.convolve`.
     mask : array_like of bool, or a sequence of them, optional
         True where an output sample may be used; shaped like the output (or its spatial
-        axes, for every channel alike). Masked samples may hold NaN.
+        axes, for every channel alike). Masked samples may hold NaN. A dask array stays
+        lazy, with chunks of its own.
     saturated : 'auto', bool or (low, high), optional
         'auto' leaves out samples of an integer output at its dtype's limits (clipped,
         e.g. 0 and 255); False keeps every sample; True is 'auto' for any dtype, with the
@@ -133,7 +139,10 @@ def fit_kernel(input, output, size, *, mode=None, boundary=None, fillvalue=0,
         (tqdm is imported only then); a callable is called as ``progress(stage, done,
         total)`` with stage 'statistics' or 'residual' and counts of tiles (total None
         where not known in advance). For fits that take seconds: gigapixel images, many
-        pairs, large kernels.
+        pairs, large kernels. On Dask, True shows Dask's own bar
+        (``dask.diagnostics.ProgressBar`` on stderr, or ``distributed.progress`` with a
+        Client, whose dashboard shows the tasks too); a callable hears of the tiles as
+        their tasks finish (with a Client, when each pass ends).
 
     Returns
     -------
@@ -148,8 +157,8 @@ def fit_kernel(input, output, size, *, mode=None, boundary=None, fillvalue=0,
     ValueError
         For shapes that fit no mode (or ``size='auto'`` with 'valid' or 'full' and equal
         shapes), a size larger than the data, NaN or infinite values
-        in the samples the fit reads, mismatched pairs or masks, unknown options, or no
-        usable samples.
+        in the samples the fit reads (in a dask array: naming the first one's index and
+        chunk), mismatched pairs or masks, unknown options, or no usable samples.
     TypeError
         For arguments of the wrong type.
     MemoryError

@@ -26,10 +26,12 @@ DENSE_AUTO_BYTES = 64 * 2**20
 
 def solve_lstsq(problem, design, first):
     """Least squares by the cheaper exact path: the dense SVD for small problems, else the
-    normal equations, whose cost does not grow with the kernel's area times the image's."""
+    normal equations, whose cost does not grow with the kernel's area times the image's.
+    Dask arrays always take the normal equations: the patch matrix would be gathered on
+    the client."""
     from ._dense import dense_bytes, solve_lstsq as solve_dense
 
-    if dense_bytes(problem, design) <= DENSE_AUTO_BYTES:
+    if not problem.dask and dense_bytes(problem, design) <= DENSE_AUTO_BYTES:
         return solve_dense(problem, design, first)
     return solve_statistics(problem, design, first)
 
@@ -132,7 +134,8 @@ def _slots(problem):
 
 def residual_pass(problem, design, known, kernel, bias, refine, moments=True):
     """One pass over the fitted samples with the solved kernel (over the tiles in memory,
-    when `known` has them: the kernel is then embedded in their larger support).
+    when `known` has them: the kernel is then embedded in their larger support; on Dask's
+    workers, for dask arrays).
 
     Returns the residual sum of squares per system and column, (S, R); ``[A 1]^H r`` per
     system, (S, M, R), when `refine`; and (when `moments`) the moments of the residual
@@ -147,44 +150,55 @@ def residual_pass(problem, design, known, kernel, bias, refine, moments=True):
     mean = stats.rhs[:, stats.n_kernel:].sum() / n
     spread = np.sqrt(max(float(stats.yy.sum()) / n - abs(mean) ** 2, 0.0))
     moments = Moments(float(np.real(mean)), spread) if moments else None
-    slots = _slots(problem)
-    shared = problem.layout == "shared"
-    m = stats.n_kernel
+    if problem.dask:
+        from ._dask import residual_pass as residual_on_dask
+        return residual_on_dask(problem, design, kernel, bias, ss_res, gradient, moments)
     done = problem.progress.start("residual", (
         sum(tile.target.shape[0] for tile in known.tiles) if known.tiles is not None else
         sum(1 for _ in tiles(problem, support, design.boxes))) if problem.progress else None)
     for tile in design_tiles(problem, None, design, known):
-        applied = tile.applied
-        if applied.use_fft:
-            applied.spectra  # the block's transform: the forward pass (and adjoint) use it
-        predicted = applied.forward(embed(kernel, support, tile.support))
-        if problem.bias:
-            predicted += bias
-        residual = tile.target - predicted
-        used = tile.usable
-        masked = not used.all()
-        if masked:
-            residual[~used] = 0
-        flat = residual.reshape(-1, residual.shape[-1])
-        energy = np.real(np.einsum("ij,ij->j", flat.conj(), flat))
-        sums = flat.sum(axis=0)
-        if moments is not None:
-            moments.add(predicted, residual, used if masked else None,
-                        sums=(int(used.sum()), sums.sum(), energy.sum()))
-        del predicted
-        for o, (system, slot) in enumerate(slots):
-            ss_res[system, 0 if shared else (slot if columns > 1 else 0)] += energy[o]
-        if refine:
-            correlation = taps(applied.adjoint(residual), support, tile.support)
-            for s in range(systems):
-                coef, _ = _indices(problem, design, s)
-                gradient[s, :m] += correlation.flat[coef]
-            for o, (system, slot) in enumerate(slots):
-                if shared:
-                    gradient[system, m + slot, 0] += sums[o]
-                elif columns > 1:
-                    gradient[system, m, slot] += sums[o]
-                else:
-                    gradient[system, m, 0] += sums[o]
+        tile_residual(problem, design, tile, kernel, bias, ss_res, gradient, moments)
         done(tile.target.shape[0])  # (tiles stacked in a batch)
     return ss_res, gradient, moments
+
+
+def tile_residual(problem, design, tile, kernel, bias, ss_res, gradient, moments):
+    """One tile's residual with the solved kernel: its energy into `ss_res`, ``[A 1]^H r``
+    into `gradient` (unless None) and its moments into `moments` (unless None)."""
+    support = design.support
+    systems, columns = ss_res.shape
+    slots = _slots(problem)
+    shared = problem.layout == "shared"
+    m = support.size * (problem.n_in if problem.layout == "full" else 1)
+    applied = tile.applied
+    if applied.use_fft:
+        applied.spectra  # the block's transform: the forward pass (and adjoint) use it
+    predicted = applied.forward(embed(kernel, support, tile.support))
+    if problem.bias:
+        predicted += bias
+    residual = tile.target - predicted
+    used = tile.usable
+    masked = not used.all()
+    if masked:
+        residual[~used] = 0
+    flat = residual.reshape(-1, residual.shape[-1])
+    energy = np.real(np.einsum("ij,ij->j", flat.conj(), flat))
+    sums = flat.sum(axis=0)
+    if moments is not None:
+        moments.add(predicted, residual, used if masked else None,
+                    sums=(int(used.sum()), sums.sum(), energy.sum()))
+    del predicted
+    for o, (system, slot) in enumerate(slots):
+        ss_res[system, 0 if shared else (slot if columns > 1 else 0)] += energy[o]
+    if gradient is not None:
+        correlation = taps(applied.adjoint(residual), support, tile.support)
+        for s in range(systems):
+            coef, _ = _indices(problem, design, s)
+            gradient[s, :m] += correlation.flat[coef]
+        for o, (system, slot) in enumerate(slots):
+            if shared:
+                gradient[system, m + slot, 0] += sums[o]
+            elif columns > 1:
+                gradient[system, m, slot] += sums[o]
+            else:
+                gradient[system, m, 0] += sums[o]

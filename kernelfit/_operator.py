@@ -28,11 +28,23 @@ def gather(source, maps, fillvalue, dtype, *, read=None, out=None):
     trailing = tuple(source.shape[len(maps):])
     block = out if out is not None else np.empty(tuple(m.size for m in maps) + trailing,
                                                  dtype=dtype)
-    runs = [_runs(m) for m in maps]
-    for combination in _product(runs):
+    for target, index, flip in block_reads(maps):
+        if index is None:
+            block[target] = fillvalue
+            continue
+        values = read(index + (slice(None),) * len(trailing))
+        block[target] = np.flip(values, axis=flip) if flip else values
+    return block
+
+
+def block_reads(maps):
+    """The slices `gather` reads for `maps`: (where in the block, the source's spatial
+    slices or None for the fill value, the axes read backwards), one per run of the maps.
+    Whoever fetches the data beforehand (the Dask pass) asks for exactly these."""
+    for combination in _product([_runs(m) for m in maps]):
         target = tuple(slice(start, stop) for start, stop, _, _ in combination)
         if any(first < 0 for _, _, first, _ in combination):
-            block[target] = fillvalue
+            yield target, None, []
             continue
         index, flip = [], []
         for axis, (start, stop, first, step) in enumerate(combination):
@@ -41,9 +53,7 @@ def gather(source, maps, fillvalue, dtype, *, read=None, out=None):
             index.append(slice(low, low + length))
             if step < 0:
                 flip.append(axis)
-        values = read(tuple(index) + (slice(None),) * len(trailing))
-        block[target] = np.flip(values, axis=flip) if flip else values
-    return block
+        yield target, tuple(index), flip
 
 
 def _runs(m):

@@ -9,6 +9,7 @@ import numbers
 
 import numpy as np
 
+from ._dask import is_dask
 from ._geometry import (
     block_maps,
     check_origin,
@@ -53,13 +54,17 @@ class Source:
 
     def read(self, index):
         """The block `index` (slices over the channels-last axes) as an ndarray."""
-        original = [slice(None)] * len(self.array.shape)
-        for position, axis in enumerate(self.axes):
-            original[axis] = index[position]
-        block = np.asarray(self.array[tuple(original)])
+        block = np.asarray(self.array[self.original(index)])
         if self.axes != tuple(range(len(self.axes))):
             block = np.transpose(block, self.axes)
         return block[..., np.newaxis] if self.added else block
+
+    def original(self, index):
+        """The index `index` (over the channels-last axes) over the array's own axes."""
+        original = [slice(None)] * len(self.axes)
+        for position, axis in enumerate(self.axes):
+            original[axis] = index[position]
+        return tuple(original)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -184,6 +189,7 @@ class Problem:
     joint: bool
     n_masked_outside: int = 0
     progress: object = None   # a Progress: reports the passes over the pixels
+    dask: bool = False        # some array is a dask array: the passes run on Dask
 
     @property
     def pad_mode(self):
@@ -319,7 +325,9 @@ def prepare(input, output, size, *, mode, boundary, fillvalue, convention, origi
         mode=mode, boundary=boundary, fillvalue=fillvalue, convention=convention,
         bias=bool(bias), dtype=dtype, size=size, origin=origin, max_size=int(max_size),
         checks=bool(checks), method=method, options=options, joint=joint,
-        progress=progress)
+        progress=progress, dask=any(is_dask(source.array) for pair in pairs
+                                    for source in (pair.input, pair.output, pair.mask)
+                                    if source is not None))
 
 
 def _geometry(pairs, size, mode, n):
@@ -393,6 +401,8 @@ class _Whole:
 
     def _reduce(self, function):
         # saturated=True is the one option that reads the output before the fit does
+        if is_dask(self.source.array):  # a reduction on the workers
+            return function(self.source.array).compute()
         shape = self.source.shape
         rows = max(1, (1 << 22) // max(1, int(np.prod(shape[1:]))))
         values = [function(self.source.read((slice(start, start + rows),)
@@ -464,7 +474,7 @@ def _unmasked_output(y, mask, channel_axis):
 
 def _is_pair_list(value):
     return isinstance(value, (list, tuple)) and len(value) > 0 and all(
-        isinstance(item, np.ndarray) for item in value)
+        isinstance(item, np.ndarray) or is_dask(item) for item in value)
 
 
 def _as_pairs(input, output):
@@ -473,7 +483,8 @@ def _as_pairs(input, output):
     if several_in != several_out:
         which = "input" if several_in else "output"
         raise ValueError(f"{which} is a sequence of ndarrays (several pairs) but the other is "
-                         f"not; pass equal-length sequences of ndarrays for several pairs")
+                         f"not; pass equal-length sequences of ndarrays (or dask arrays) for "
+                         f"several pairs")
     if not several_in:
         return [input], [output]
     if len(input) != len(output):
@@ -518,7 +529,7 @@ def _mask(mask, output, channel_axis, grey, i, n):
     if mask is None:
         return None
     name = "mask" if n == 1 else f"mask[{i}]"
-    if isinstance(mask, np.ndarray):
+    if isinstance(mask, np.ndarray) or is_dask(mask):  # (a dask array stays lazy)
         if mask.dtype != bool:  # before the numeric checks: only booleans are masks
             raise TypeError(f"{name} must be a boolean array; got dtype {mask.dtype}")
         mask = _as_array(mask, name)

@@ -2,7 +2,7 @@
 
 A fit reports its passes over the pixels tile by tile: 'statistics' (the first pass, and any
 design pass), then 'residual'. Nothing here is global: each fit has its own reporter, so fits
-in several threads report separately.
+in several threads report separately. On Dask, the bar is Dask's own (`_dask`).
 """
 
 import sys
@@ -29,6 +29,11 @@ class Progress:
 
     def __bool__(self):
         return self._callback is not None or self._bar
+
+    @property
+    def drawn(self):
+        """Whether a bar is drawn (``progress=True``) rather than a callback called."""
+        return self._bar
 
     def start(self, stage, total):
         """Begin a stage of `total` tiles (None: unknown); returns a function of the tiles

@@ -549,6 +549,20 @@ class Moments:
         self.vv += powers[np.add.outer(np.arange(4), np.arange(4))]
         self.vr += [residual.sum(), residual @ z, residual @ z2, residual @ z3]
 
+    def merge(self, other):
+        """Add the sums of `other` (the same centre and scale; other samples) into these."""
+        self.n += other.n
+        self.n_regressed += other.n_regressed
+        self.r2_regressed += other.r2_regressed
+        self.sum_r = self.sum_r + other.sum_r
+        self.sum_r2 += other.sum_r2
+        self.sum_p2 += other.sum_p2
+        self.low, self.high = min(self.low, other.low), max(self.high, other.high)
+        self.real = self.real and other.real
+        for name in ("vv", "vr", "contrast", "neighbours"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        return self
+
     def _add_structure(self, predicted, residual, used):
         """The contrast and neighbour sums of (B, ..., S_last, C) arrays, along S_last (in
         units of `scale`: the fourth powers stay well inside float64)."""

@@ -184,6 +184,13 @@ def batches(problem, support, boxes, pad_mode, where=False):
     """Tiles of one band and shape read and stacked along the batch axis, within the tile
     budget: one FFT and one set of GEMMs for many small pairs. One batch is read at a
     time. Yields (band, Block), or with `where` (band, Block, what to read it again)."""
+    for band, pieces in batch_plan(problem, support, boxes):
+        block = read_batch(problem, support, pieces, pad_mode)
+        yield (band, block, pieces) if where else (band, block)
+
+
+def batch_plan(problem, support, boxes):
+    """The batches of `batches`, before anything is read: (band, ((pair, box), ...))."""
     pending, key, size = [], None, 0
     halo = np.array(support.shape) - 1
 
@@ -191,14 +198,12 @@ def batches(problem, support, boxes, pad_mode, where=False):
         here = (band, box.shape)
         elements = int(np.prod(np.array(box.shape) + halo)) * problem.n_in
         if pending and (here != key or size + elements > TILE_ELEMENTS):
-            block = read_batch(problem, support, pending, pad_mode)
-            yield (key[0], block, tuple(pending)) if where else (key[0], block)
+            yield key[0], tuple(pending)
             pending, size = [], 0
         pending.append((pair, box))
         key, size = here, size + elements
     if pending:
-        block = read_batch(problem, support, pending, pad_mode)
-        yield (key[0], block, tuple(pending)) if where else (key[0], block)
+        yield key[0], tuple(pending)
 
 
 def read_batch(problem, support, pieces, pad_mode):
@@ -283,38 +288,20 @@ def accumulate(problem, support, boxes, pad_mode, keep=False, evidence=None):
 
     Returns (band 0, total, the tiles kept in memory or None, the evidence or None).
     """
-    def empty(taps):
-        return zeros(taps, problem.layout, problem.n_in, problem.n_out, problem.joint,
-                     problem.dtype)
-
-    operator = Operator(support.shape, problem.layout, problem.n_in, problem.n_out)
-    band0, total = empty(support), empty(support)
-    wider = extra = None
-    gathered, wanted = 0, 0
-    if evidence is not None:
-        wider = Operator(evidence.shape, problem.layout, problem.n_in, problem.n_out)
-        extra = empty(evidence)
-        margins = [(a - b, d - c) for a, b, c, d in zip(support.lo, evidence.lo, support.hi,
-                                                        evidence.hi)]
-        wanted = EVIDENCE_SAMPLES * extra.gram.shape[1]
+    if problem.dask:  # a task per batch on Dask's workers; no tiles kept on the client
+        from ._dask import accumulate as accumulate_on_dask
+        return accumulate_on_dask(problem, support, boxes, pad_mode, evidence)
+    band0, total = empty(problem, support), empty(problem, support)
+    extra = None if evidence is None else empty(problem, evidence)
     total_bytes, block_bytes = _memory(problem, support, boxes, evidence) if keep else (0, 0)
     kept = [] if keep and total_bytes <= CACHED_TILES * TILE_ELEMENTS * 8 else None
     done = problem.progress.start("statistics", sum(1 for _ in tiles(problem, support, boxes))
                                   if problem.progress else None)
-    for band, block, pieces in batches(problem, support, boxes, pad_mode, where=True):
-        applied = operator.on(block.extended, reach=None if evidence is None
-                              else evidence.shape)
-        tile_statistics(applied, block.target, block.usable, support, problem.layout,
-                        problem.joint, into=band0 if band == 0 else total)
-        if evidence is not None and gathered < wanted and all(
-                n > low + high for n, (low, high) in zip(applied.valid_shape, margins)):
-            gathered += block.target.shape[0] * int(np.prod(
-                [n - low - high for n, (low, high) in zip(applied.valid_shape, margins)]))
-            inside = (slice(None),) + tuple(slice(low, n - high) for n, (low, high) in
-                                            zip(applied.valid_shape, margins))
-            tile_statistics(wider.on(block.extended, like=applied), block.target[inside],
-                            block.usable[inside], evidence, problem.layout, problem.joint,
-                            into=extra, margins=margins)
+    plan = list(batch_plan(problem, support, boxes))
+    for (band, pieces), gathers in zip(plan, evidence_plan(problem, support, evidence, plan)):
+        block = read_batch(problem, support, pieces, pad_mode)
+        applied = batch_statistics(problem, support, block, band0 if band == 0 else total,
+                                   evidence if gathers else None, extra)
         if kept is not None:
             if applied._spectra is not None and block_bytes > KEPT_BLOCKS:
                 applied.block = None  # its transform is all the residual pass needs
@@ -325,8 +312,60 @@ def accumulate(problem, support, boxes, pad_mode, keep=False, evidence=None):
     return band0, total, kept, extra
 
 
+def empty(problem, support):
+    """Empty statistics of `support` for the problem's layout."""
+    return zeros(support, problem.layout, problem.n_in, problem.n_out, problem.joint,
+                 problem.dtype)
+
+
+def batch_statistics(problem, support, block, into, evidence=None, extra=None):
+    """One batch's statistics of `support`, added into `into`; with `evidence` (a larger
+    support), also its statistics into `extra`, from the same transforms: the windows that
+    fit in the block (the tile's samples less a margin of the extra taps). Returns the
+    operator on the block."""
+    operator = Operator(support.shape, problem.layout, problem.n_in, problem.n_out)
+    applied = operator.on(block.extended, reach=None if evidence is None else evidence.shape)
+    tile_statistics(applied, block.target, block.usable, support, problem.layout,
+                    problem.joint, into=into)
+    if evidence is None:
+        return applied
+    margins = [(a - b, d - c) for a, b, c, d in zip(support.lo, evidence.lo, support.hi,
+                                                    evidence.hi)]
+    if all(n > low + high for n, (low, high) in zip(applied.valid_shape, margins)):
+        inside = (slice(None),) + tuple(slice(low, n - high) for n, (low, high) in
+                                        zip(applied.valid_shape, margins))
+        wider = Operator(evidence.shape, problem.layout, problem.n_in, problem.n_out)
+        tile_statistics(wider.on(block.extended, like=applied), block.target[inside],
+                        block.usable[inside], evidence, problem.layout, problem.joint,
+                        into=extra, margins=margins)
+    return applied
+
+
 # The evidence is gathered until its windows number this many per unknown of a system.
 EVIDENCE_SAMPLES = 50
+
+
+def evidence_plan(problem, support, evidence, plan):
+    """Per batch of `plan` (`batch_plan`), whether it gathers the evidence's statistics:
+    in order, until the evidence's windows (those that fit in each block) number
+    EVIDENCE_SAMPLES per unknown of a system. Decided from the shapes alone (masked samples
+    count), so that every way of running a pass gathers it on the same tiles."""
+    if evidence is None:
+        return [False] * len(plan)
+    margins = [(a - b, d - c) for a, b, c, d in zip(support.lo, evidence.lo, support.hi,
+                                                    evidence.hi)]
+    channels = problem.n_in if problem.layout == "full" else 1
+    groups = problem.n_in if problem.layout == "shared" else 1
+    wanted = EVIDENCE_SAMPLES * (evidence.size * channels + groups)
+    gathered, out = 0, []
+    for _, pieces in plan:
+        shape = pieces[0][1].shape
+        fits = all(n > low + high for n, (low, high) in zip(shape, margins))
+        out.append(fits and gathered < wanted)
+        if out[-1]:
+            gathered += len(pieces) * int(np.prod([n - low - high for n, (low, high) in
+                                                   zip(shape, margins)]))
+    return out
 
 
 @dataclasses.dataclass(frozen=True)

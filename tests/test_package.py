@@ -5,7 +5,7 @@ import sys
 
 import kernelfit
 
-HEAVY = ("tensorflow", "matplotlib", "PIL")
+HEAVY = ("tensorflow", "matplotlib", "PIL", "dask", "distributed", "zarr")
 
 
 def test_import_is_light():
