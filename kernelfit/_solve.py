@@ -374,8 +374,11 @@ class Factorization(_Centred):
             self._cholesky, self._inverse = None, inverse  # L^-1, lower triangle
             if highest is not None:
                 self._extreme_values = (1.0 / self._largest_of_inverse(), highest)
-            # (C^-1)_ii = sum_k |(L^-1)_ki|^2: the squared norms of L^-1's columns
-            return np.real(np.einsum("ij,ij->j", np.conj(inverse), inverse))
+            # (C^-1)_ii = sum_k |(L^-1)_ki|^2: the squared norms of L^-1's columns (the rows
+            # of its transpose, contiguous: L^-1 is in Fortran order)
+            rows = inverse.T
+            return np.real(np.einsum("ij,ij->i", np.conj(rows) if self.complex else rows,
+                                     rows))
         values, vectors, keep = self._eig
         inverse = np.where(keep, 1.0 / np.where(keep, values, 1.0), 0.0)
         variance = (np.abs(vectors) ** 2) @ inverse
