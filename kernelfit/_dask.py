@@ -23,7 +23,8 @@ import numpy as np
 
 from ._geometry import block_maps
 from ._operator import Operator, block_reads
-from ._statistics import Tile, batch_plan, batch_statistics, empty, evidence_plan, read_batch
+from ._statistics import (Tile, batch_plan, batch_statistics, empty, evidence_pieces,
+                          evidence_statistics, read_batch)
 
 # Results summed by each node of the reduction tree: fixed, so that the order of every sum
 # is fixed too.
@@ -45,14 +46,19 @@ def accumulate(problem, support, boxes, pad_mode, evidence=None):
     No tiles are kept: they stay on the workers, and the residual pass reads them again.
     """
     tasks = _Tasks(problem, support, pad_mode, "statistics")
-    plan = list(batch_plan(problem, support, boxes))
-    for (band, pieces), gathers in zip(plan, evidence_plan(problem, support, evidence, plan)):
-        tasks.add(_statistics_task, band, pieces, evidence if gathers else None)
-    top, bottom, extra = tasks.compute() or (None, None, None)
+    for band, pieces in batch_plan(problem, support, boxes):
+        tasks.add(_statistics_task, band, pieces, None)
+    top, bottom = tasks.compute() or (None, None)
     top = top if top is not None else empty(problem, support)
     total = bottom.add(top) if bottom is not None else top.copy()
-    if evidence is not None and extra is None:
-        extra = empty(problem, evidence)
+    extra = None
+    if evidence is not None:  # a small central part: one task, read on a worker
+        tasks = _Tasks(problem, evidence, pad_mode, "evidence")
+        pieces = evidence_pieces(problem, support, evidence, boxes)
+        if pieces:
+            tasks.add(_evidence_task, 0, pieces, None)
+        extra = tasks.compute()
+        extra = extra[0] if extra is not None else empty(problem, evidence)
     return top, total, None, extra
 
 
@@ -74,13 +80,16 @@ def residual_pass(problem, design, kernel, bias, ss_res, gradient, moments):
 # --- on the workers -------------------------------------------------------------------------
 
 def _statistics_task(job, *chunks):
-    """One batch's statistics: (band 0 or None, band 1 or None, the evidence's or None)."""
-    evidence = job.context
+    """One batch's statistics: (band 0 or None, band 1 or None)."""
     block = job.read(chunks)
     into = empty(job.problem, job.support)
-    extra = None if evidence is None else empty(job.problem, evidence)
-    batch_statistics(job.problem, job.support, block, into, evidence, extra)
-    return (into, None, extra) if job.band == 0 else (None, into, extra)
+    batch_statistics(job.problem, job.support, block, into)
+    return (into, None) if job.band == 0 else (None, into)
+
+
+def _evidence_task(job, *chunks):
+    """The evidence's statistics on its pieces (the job's support is the evidence's)."""
+    return (evidence_statistics(job.problem, job.support, job.pairs(chunks), job.pad_mode),)
 
 
 def _residual_task(job, *chunks):
@@ -327,7 +336,8 @@ class _Tasks:
         for array in self.arrays.values():
             graph.update(array.__dask_graph__())
         root = Delayed(keys[0], graph)
-        progress = self.problem.progress
+        # (the evidence's one small task has no bar of its own)
+        progress = self.problem.progress if self.stage != "evidence" else None
         scheduler = dask.base.get_scheduler(collections=[root])
         client = _client(scheduler)
         total = sum(self.tiles.values())

@@ -108,23 +108,17 @@ class Operator:
         self.kernel_shape = {"shared": self.shape, "separate": self.shape + (n_out,),
                              "full": self.shape + (n_in, n_out)}[layout]
 
-    def on(self, block, like=None, reach=None):
-        """The operator for one block: (B, *S_block, C_in) -> (B, *S_valid, C_out).
-
-        `like` (the Applied of another operator on the same block) shares its FFTs; `reach`
-        (a kernel shape) makes them long enough for kernels up to that size too.
-        """
-        return Applied(self, block, like, reach)
+    def on(self, block):
+        """The operator for one block: (B, *S_block, C_in) -> (B, *S_valid, C_out)."""
+        return Applied(self, block)
 
 
 class Applied:
-    """The operator on one extended block, with the block's FFT computed once when it pays.
-
-    Operators of several kernel sizes on one block share the transform (`like`) and the
-    block's autocorrelations, so their Gram matrices cost one FFT between them.
+    """The operator on one extended block, with the block's FFT computed once when it pays,
+    and what is found from it (its autocorrelations, correlations) kept for later products.
     """
 
-    def __init__(self, operator, block, like=None, reach=None):
+    def __init__(self, operator, block):
         self.operator = operator
         self.block = block
         ndim = len(operator.shape)
@@ -132,13 +126,9 @@ class Applied:
         self.block_shape = block.shape[1:ndim + 1]
         self.valid_shape = tuple(s - k + 1 for s, k in zip(self.block_shape, operator.shape))
         self.real = not np.iscomplexobj(block)
-        if like is not None:
-            self.lengths, self._shared = like.lengths, like._shared
-        else:
-            reach = tuple(max(k, r) for k, r in zip(operator.shape, reach or operator.shape))
-            self.lengths = tuple(scipy.fft.next_fast_len(s + k - 1, real=self.real)
-                                 for s, k in zip(self.block_shape, reach))
-            self._shared = {"reach": reach}  # the block's spectra and autocorrelations
+        self.lengths = tuple(scipy.fft.next_fast_len(s + k - 1, real=self.real)
+                             for s, k in zip(self.block_shape, operator.shape))
+        self._cache = {}  # the block's spectra, autocorrelations and correlations
         # Worth transforming once for several products (the adjoint, the Gram matrix)
         self.use_fft = int(np.prod(self.block_shape)) * block.shape[0] >= FFT_SAMPLES
 
@@ -171,11 +161,11 @@ class Applied:
 
     @property
     def _spectra(self):
-        return self._shared.get("spectra")
+        return self._cache.get("spectra")
 
     @_spectra.setter
     def _spectra(self, value):
-        self._shared["spectra"] = value
+        self._cache["spectra"] = value
 
     @property
     def spectra(self):
@@ -186,11 +176,10 @@ class Applied:
 
     def autocorrelation(self, c, d, shape):
         """``F[l] = sum_b sum_m conj(x_c[b, m]) x_d[b, m + l]`` for lags ``|l| < K`` (the
-        kernel `shape`, at most the block's reach), from the block's transform; found once
-        per channel pair for the longest kernel the block serves, kept for every operator
-        on it. ``F[-l] = conj(F[l])`` for one channel: only the lags ``l_0 >= 0`` are
+        kernel `shape`, at most the operator's), from the block's transform; found once per
+        channel pair. ``F[-l] = conj(F[l])`` for one channel: only the lags ``l_0 >= 0`` are
         transformed back."""
-        reach = self._shared["reach"]
+        reach = self.operator.shape
 
         def spectrum():
             X = self.spectra
@@ -203,7 +192,7 @@ class Applied:
             return np.einsum("b...,b...->...", np.conj(X[..., c]), X[..., d])
 
         key = ("autocorrelation", c, d)
-        if key not in self._shared:
+        if key not in self._cache:
             lags = [np.arange(-(r - 1), r) for r in reach]
             if c == d:
                 lags[0] = np.arange(reach[0])
@@ -211,15 +200,15 @@ class Applied:
             if c == d:  # the negative l_0 by the symmetry
                 mirrored = np.conj(np.flip(full[1:], axis=tuple(range(len(reach)))))
                 full = np.concatenate([mirrored, full])
-            self._shared[key] = {"lags": full}
-        full = self._shared[key]["lags"]
+            self._cache[key] = {"lags": full}
+        full = self._cache[key]["lags"]
         return full[tuple(slice(r - k, r + k - 1) for k, r in zip(shape, reach))]
 
     def lags(self, key, spectrum, indices):
         """``ifft(S)[np.ix_(*indices)]`` (indices modulo the lengths; trailing axes kept) of
         the unbatched spectrum ``S = spectrum()``, made once per `key` for every operator on
         the block; its full inverse is kept once it has been computed (see `inverse_at`)."""
-        entry = self._shared.setdefault(key, {})
+        entry = self._cache.setdefault(key, {})
         if "full" not in entry:
             if "spectrum" not in entry:
                 entry["spectrum"] = spectrum()

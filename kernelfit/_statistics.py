@@ -260,16 +260,14 @@ CACHED_TILES = 16
 KEPT_BLOCKS = 64 * 2**20
 
 
-def _memory(problem, support, boxes, evidence):
+def _memory(problem, support, boxes):
     """Bytes of every tile of a pass (transform, targets; and blocks) and of its blocks:
     known before anything is read, so a pass keeps all its tiles or none."""
-    reach = evidence.shape if evidence is not None else support.shape
     total = blocks = 0
     for _, _, box in tiles(problem, support, boxes):
         block = 8 * problem.n_in * int(np.prod([n + k - 1 for n, k in zip(box.shape,
                                                                           support.shape)]))
-        padded = int(np.prod([n + k + r - 2 for n, k, r in zip(box.shape, support.shape,
-                                                                reach)]))
+        padded = int(np.prod([n + 2 * k - 2 for n, k in zip(box.shape, support.shape)]))
         total += block + 9 * padded * problem.n_in + 9 * box.size * problem.n_out
         blocks += block
     return total, blocks
@@ -279,12 +277,8 @@ def accumulate(problem, support, boxes, pad_mode, keep=False, evidence=None):
     """One pass over the samples `boxes` of every pair: the statistics of `support`, for the
     top halves of the rows (band 0) and in total (band 1 is their difference).
 
-    With `evidence` (a larger support), also its statistics, from the same blocks and
-    transforms: on each tile, its windows that fit in the block (the tile's samples less a
-    margin of the extra taps), tile by tile until it holds EVIDENCE_SAMPLES samples per
-    unknown (the evidence compares fits on its own samples: a part of many is plenty; the
-    top halves come first, every pair's in turn). Which tiles is decided from their shapes
-    alone (masked samples count), so that it does not depend on the values read.
+    With `evidence` (a larger support), also its statistics, on a central part of the
+    samples (`evidence_pieces`).
 
     Returns (band 0, total, the tiles kept in memory or None, the evidence or None).
     """
@@ -292,16 +286,14 @@ def accumulate(problem, support, boxes, pad_mode, keep=False, evidence=None):
         from ._dask import accumulate as accumulate_on_dask
         return accumulate_on_dask(problem, support, boxes, pad_mode, evidence)
     band0, total = empty(problem, support), empty(problem, support)
-    extra = None if evidence is None else empty(problem, evidence)
-    total_bytes, block_bytes = _memory(problem, support, boxes, evidence) if keep else (0, 0)
+    extra = None if evidence is None else evidence_statistics(
+        problem, evidence, evidence_pieces(problem, support, evidence, boxes), pad_mode)
+    total_bytes, block_bytes = _memory(problem, support, boxes) if keep else (0, 0)
     kept = [] if keep and total_bytes <= CACHED_TILES * TILE_ELEMENTS * 8 else None
     done = problem.progress.start("statistics", sum(1 for _ in tiles(problem, support, boxes))
                                   if problem.progress else None)
-    plan = list(batch_plan(problem, support, boxes))
-    for (band, pieces), gathers in zip(plan, evidence_plan(problem, support, evidence, plan)):
-        block = read_batch(problem, support, pieces, pad_mode)
-        applied = batch_statistics(problem, support, block, band0 if band == 0 else total,
-                                   evidence if gathers else None, extra)
+    for band, block, pieces in batches(problem, support, boxes, pad_mode, where=True):
+        applied = batch_statistics(problem, support, block, band0 if band == 0 else total)
         if kept is not None:
             if applied._spectra is not None and block_bytes > KEPT_BLOCKS:
                 applied.block = None  # its transform is all the residual pass needs
@@ -318,54 +310,77 @@ def empty(problem, support):
                  problem.dtype)
 
 
-def batch_statistics(problem, support, block, into, evidence=None, extra=None):
-    """One batch's statistics of `support`, added into `into`; with `evidence` (a larger
-    support), also its statistics into `extra`, from the same transforms: the windows that
-    fit in the block (the tile's samples less a margin of the extra taps). Returns the
-    operator on the block."""
+def batch_statistics(problem, support, block, into):
+    """One batch's statistics of `support`, added into `into`. Returns the operator on the
+    block."""
     operator = Operator(support.shape, problem.layout, problem.n_in, problem.n_out)
-    applied = operator.on(block.extended, reach=None if evidence is None else evidence.shape)
+    applied = operator.on(block.extended)
     tile_statistics(applied, block.target, block.usable, support, problem.layout,
                     problem.joint, into=into)
-    if evidence is None:
-        return applied
-    margins = [(a - b, d - c) for a, b, c, d in zip(support.lo, evidence.lo, support.hi,
-                                                    evidence.hi)]
-    if all(n > low + high for n, (low, high) in zip(applied.valid_shape, margins)):
-        inside = (slice(None),) + tuple(slice(low, n - high) for n, (low, high) in
-                                        zip(applied.valid_shape, margins))
-        wider = Operator(evidence.shape, problem.layout, problem.n_in, problem.n_out)
-        tile_statistics(wider.on(block.extended, like=applied), block.target[inside],
-                        block.usable[inside], evidence, problem.layout, problem.joint,
-                        into=extra, margins=margins)
     return applied
 
 
-# The evidence is gathered until its windows number this many per unknown of a system.
-EVIDENCE_SAMPLES = 50
+# The evidence is gathered on this many samples per unknown of a system (at most all).
+EVIDENCE_SAMPLES = 200
 
 
-def evidence_plan(problem, support, evidence, plan):
-    """Per batch of `plan` (`batch_plan`), whether it gathers the evidence's statistics:
-    in order, until the evidence's windows (those that fit in each block) number
-    EVIDENCE_SAMPLES per unknown of a system. Decided from the shapes alone (masked samples
-    count), so that every way of running a pass gathers it on the same tiles."""
+def evidence_pieces(problem, support, evidence, boxes):
+    """The samples the evidence's statistics are gathered on, as (pair, box) pieces: a box
+    at the centre of each pair's samples in turn (less a margin of the evidence's extra taps,
+    so that its windows read only what the fit's windows may), until they number
+    EVIDENCE_SAMPLES per unknown. The evidence compares fits on its own samples, and a
+    central part of many samples is plenty: its cost does not grow with the image. Decided
+    from the shapes alone (masked samples count)."""
     if evidence is None:
-        return [False] * len(plan)
-    margins = [(a - b, d - c) for a, b, c, d in zip(support.lo, evidence.lo, support.hi,
-                                                    evidence.hi)]
+        return ()
     channels = problem.n_in if problem.layout == "full" else 1
     groups = problem.n_in if problem.layout == "shared" else 1
     wanted = EVIDENCE_SAMPLES * (evidence.size * channels + groups)
-    gathered, out = 0, []
-    for _, pieces in plan:
-        shape = pieces[0][1].shape
-        fits = all(n > low + high for n, (low, high) in zip(shape, margins))
-        out.append(fits and gathered < wanted)
-        if out[-1]:
-            gathered += len(pieces) * int(np.prod([n - low - high for n, (low, high) in
-                                                   zip(shape, margins)]))
-    return out
+    pieces = []
+    for pair, box in zip(problem.pairs, boxes):
+        if wanted <= 0:
+            break
+        inner = Box(tuple(a + lo_s - lo_e for a, lo_s, lo_e in zip(box.start, support.lo,
+                                                                   evidence.lo)),
+                    tuple(b - (hi_e - hi_s) for b, hi_s, hi_e in zip(box.stop, support.hi,
+                                                                     evidence.hi)))
+        if inner.empty:
+            continue
+        sides = _central_sides(inner.shape, wanted)
+        start = tuple(a + (n - k) // 2 for a, n, k in zip(inner.start, inner.shape, sides))
+        pieces.append((pair, Box(start, tuple(a + k for a, k in zip(start, sides)))))
+        wanted -= int(np.prod(sides))
+    return tuple(pieces)
+
+
+def _central_sides(shape, wanted):
+    """Sides of a box inside `shape`, of about its proportions, holding at least `wanted`
+    samples (or all of them)."""
+    sides = list(shape)
+    if int(np.prod(shape)) <= wanted:
+        return tuple(sides)
+    free = list(range(len(shape)))
+    while free:  # shrink the free axes alike; an axis too short for its share is kept whole
+        room = wanted / np.prod([sides[i] for i in range(len(shape)) if i not in free])
+        factor = (room / np.prod([shape[i] for i in free])) ** (1 / len(free))
+        short = [i for i in free if shape[i] * factor >= shape[i]]
+        if not short:
+            for i in free:
+                sides[i] = max(1, int(np.ceil(shape[i] * factor)))
+            break
+        free = [i for i in free if i not in short]
+    return tuple(sides)
+
+
+def evidence_statistics(problem, evidence, pieces, pad_mode):
+    """The evidence's statistics on its `pieces`, each read for the evidence's own windows."""
+    extra = empty(problem, evidence)
+    operator = Operator(evidence.shape, problem.layout, problem.n_in, problem.n_out)
+    for pair, box in pieces:
+        block = pair.block(evidence, box, pad_mode, problem.fillvalue, problem.dtype)
+        tile_statistics(operator.on(block.extended), block.target, block.usable, evidence,
+                        problem.layout, problem.joint, into=extra)
+    return extra
 
 
 @dataclasses.dataclass(frozen=True)
@@ -494,15 +509,12 @@ def _within(support, outer):
 
 # --- one tile ---------------------------------------------------------------------------------
 
-def tile_statistics(applied, target, usable, support, layout, joint, into=None,
-                    margins=None):
+def tile_statistics(applied, target, usable, support, layout, joint, into=None):
     """Statistics of the 'valid' windows of one block of the operator (`applied`), added
     into `into` (in place) or into new ones; returned.
 
     `target` and `usable` are (B, *S_valid, C_out): the outputs at the windows and which of
     them count. Small problems sum the windows directly; large ones use the block's FFT.
-    `margins` (per axis, low and high): these windows start that far inside those of a tile
-    whose statistics were just computed on the same block (the evidence's).
     """
     op = applied.operator
     if into is None:
@@ -511,7 +523,7 @@ def tile_statistics(applied, target, usable, support, layout, joint, into=None,
     if m <= DIRECT_UNKNOWNS or not applied.use_fft:
         _direct(into, applied, target, usable, layout)
     else:
-        _spectral(into, applied, target, usable, layout, margins)
+        _spectral(into, applied, target, usable, layout)
     return into
 
 
@@ -559,25 +571,10 @@ def _direct(stats, applied, target, usable, layout):
             yy[system] += np.sum(np.abs(y) ** 2, axis=0)
 
 
-def _rhs(applied, y, channels, key, margins):
-    """``A^H y`` of one system on a tile; for the evidence (`margins`: its windows start
-    that far inside the tile's), from the tile's own correlation, kept in the block's shared
-    cache, less the frame of samples it leaves out: no transform of its own."""
-    shape = applied.operator.shape
-    if margins is None or (key, "y") not in applied._shared:  # (summed directly)
-        if margins is None:
-            applied._shared[key, "y"] = y
-        return _correlation(applied, y, channels, key, shape)
-    tile_y = applied._shared[key, "y"]
-    frame = _frame_correlation(applied.block[..., channels], tile_y, shape, margins)
-    return _correlation(applied, tile_y, channels, key, shape,
-                        tuple(low for low, _ in margins)) - frame
-
-
-def _spectral(stats, applied, target, usable, layout, margins=None):
+def _spectral(stats, applied, target, usable, layout):
     """The Gram matrices from the block's FFT less edge terms, added in place into `stats`;
     the masked rows as a correction (or, when most rows are masked, the kept windows
-    directly). `margins`: these are the evidence's windows on a tile already done."""
+    directly)."""
     op = applied.operator
     shape = op.shape
     m = stats.n_kernel
@@ -622,7 +619,7 @@ def _spectral(stats, applied, target, usable, layout, margins=None):
                         out[i::k, j::k] += block_cd
                         out[j::k, i::k] += block_cd.conj().T
             sums = np.stack([all_rows_sums(c) for c in channels], axis=-1).ravel()
-            r = _rhs(applied, y, channels, ("rhs", s), margins)
+            r = _correlation(applied, y, channels, ("rhs", s), shape)
             if masked.any():
                 if windows is None:
                     windows = np.moveaxis(applied.windows(), len(shape) + 1, -1)
@@ -638,14 +635,12 @@ def _spectral(stats, applied, target, usable, layout, margins=None):
         yy[system] += np.real(np.einsum("ij,ij->j", flat.conj(), flat))
 
 
-def _correlation(applied, y, channels, key, shape, shift=None):
+def _correlation(applied, y, channels, key, shape):
     """``A^H y`` (tap-major, channel-minor), (m, R), from the cyclic correlations
     ``c[t] = sum_b sum_m conj(x_c[b, m]) y[b, m + t]`` of the block's input `channels` with
-    the columns of `y`: one product of transforms per channel and column, kept under `key`
-    for every support on the block. Tap j meets ``y[n]`` at ``x[n + j - shift]`` (shift:
-    where the windows start, within the tile's)."""
-    shift = shift or (0,) * len(shape)
-    index = [s - np.arange(k) for k, s in zip(shape, shift)]
+    the columns of `y`: one product of transforms per channel and column, kept under `key`.
+    Tap j meets ``y[n]`` at ``x[n + j]``."""
+    index = [-np.arange(k) for k in shape]
 
     def part(values, name):
         def spectrum():
@@ -663,33 +658,6 @@ def _correlation(applied, y, channels, key, shape, shift=None):
     else:
         correlation = part(y, "")
     return correlation.reshape(-1, correlation.shape[-1])
-
-
-def _frame_correlation(block, y, shape, margins):
-    """``sum_n conj(x[n + j - low]) y[n]`` over the samples n of `y` (the tile's) within the
-    `margins` of its edges, x zero outside the block, for the taps j of `shape`: what
-    separates the correlation over every sample from that over the evidence's. Each thin
-    piece of the frame is the operator's adjoint on the input it reads."""
-    ndim = len(shape)
-    inner = Box(tuple(low for low, _ in margins),
-                tuple(n - high for n, (_, high) in zip(y.shape[1:ndim + 1], margins)))
-    outer = Box((0,) * ndim, y.shape[1:ndim + 1])
-    operator = Operator(shape, "full", block.shape[-1], y.shape[-1])
-    total = np.zeros(operator.kernel_shape, dtype=np.result_type(block, y))
-    for piece in outer.minus(inner):
-        if piece.empty:
-            continue
-        # the input each window of the piece reads: n - low .. n - low + K - 1, zero outside
-        starts = [a - low for a, (low, _) in zip(piece.start, margins)]
-        stops = [b - low + k - 1 for b, (low, _), k in zip(piece.stop, margins, shape)]
-        region = np.zeros((block.shape[0],) + tuple(b - a for a, b in zip(starts, stops))
-                          + (block.shape[-1],), dtype=block.dtype)
-        source = tuple(slice(max(a, 0), min(b, n)) for a, b, n in
-                       zip(starts, stops, block.shape[1:ndim + 1]))
-        target = tuple(slice(src.start - a, src.stop - a) for src, a in zip(source, starts))
-        region[(slice(None),) + target] = block[(slice(None),) + source]
-        total += operator.on(region).adjoint(y[(slice(None),) + piece.slices()])
-    return total.reshape(-1, y.shape[-1])
 
 
 def _box_sums(block, shape):

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 import kernelfit
 from kernelfit import _statistics, data, fit_kernel, kernels
-from kernelfit._geometry import Support, region
+from kernelfit._geometry import Box, Support, region
 from kernelfit._operator import Operator
 from kernelfit._prepare import prepare
 
@@ -256,13 +256,23 @@ def test_one_pass_for_the_statistics_and_one_for_the_residual(monkeypatch, size,
     if not kept:  # no tiles kept in memory: the residual pass reads them again
         monkeypatch.setattr(_statistics, "CACHED_TILES", 0)
     x_counted, y_counted = CountingArray(photo), CountingArray(y)
+    evidence, pieces = [], _statistics.evidence_pieces
+
+    def recorded(*args):
+        evidence.extend(pieces(*args))
+        return tuple(evidence)
+
+    monkeypatch.setattr(_statistics, "evidence_pieces", recorded)
     fit = fit_kernel(x_counted, y_counted, size)  # the default call: checks on
     assert fit.method == path
     np.testing.assert_allclose(fit.kernel, kernels.gaussian(size, 1.5), atol=1e-10)
-    # one or two passes, plus the halos (K - 1 rows) where bands and frames meet
+    # one or two passes, plus the halos (K - 1 rows) where bands and frames meet, plus the
+    # evidence's central box (200 samples per unknown: under a tenth of this image)
     passes = 1 if kept else 2
-    assert passes - 0.1 < x_counted.read / photo.size < passes + 0.2
-    assert passes - 0.2 < y_counted.read / y.size <= passes
+    extra = sum(box.size for _, box in evidence) / y.size
+    assert len(evidence) == 1 and 0 < extra < 0.1
+    assert passes - 0.1 < x_counted.read / photo.size < passes + 0.2 + extra
+    assert passes - 0.2 < y_counted.read / y.size <= passes + extra
 
 
 # --- dtypes: float32 data are fitted in float64 --------------------------------------------
@@ -392,74 +402,41 @@ def test_an_ill_conditioned_full_rank_system_stays_full_rank(m):
                                rtol=1e-6)
 
 
-@given(st.sampled_from(["shared", "separate", "full"]), st.integers(1, 3), st.booleans(),
-       st.sampled_from([0.0, 0.3]), st.integers(0, 2**32 - 1))
-def test_evidence_statistics_from_the_tiles_own_transforms(layout, ndim, complex_, masked,
-                                                           seed):
-    """A larger support's statistics on a tile's block (its windows that fit: the tile's
-    samples less a margin) from the tile's own FFTs and correlations, equal its direct sums."""
+@given(st.integers(1, 3), st.integers(1, 3), st.integers(0, 2**32 - 1))
+def test_the_evidence_is_a_central_box_of_enough_samples(ndim, n_pairs, seed):
+    """The evidence's samples: a box at the centre of each pair's samples in turn, inside
+    them by the evidence's extra taps, until they number EVIDENCE_SAMPLES per unknown (or
+    all there are); its statistics are those of its windows there."""
     rng = np.random.default_rng(seed)
-    size = tuple(int(rng.integers(2, 5)) for _ in range(ndim))
-    support = Support(tuple(-(k // 2) for k in size), size)
-    low = tuple(int(rng.integers(0, 3)) for _ in range(ndim))
-    high = tuple(int(rng.integers(0, 3)) for _ in range(ndim))
-    evidence = support.grow(low, high)
-    valid = tuple(int(rng.integers(a + b + 2, a + b + {1: 60, 2: 20, 3: 8}[ndim]))
-                  for a, b in zip(low, high))
-    n_in = 1 if layout == "shared" else 2
-    n_out = 3 if layout == "full" else n_in
-    block = rng.standard_normal((1,) + tuple(v + k - 1 for v, k in zip(valid, size))
-                                + (n_in,))
-    target = rng.standard_normal((1,) + valid + (n_out,))
-    if complex_:
-        block = block + 1j * rng.standard_normal(block.shape)
-        target = target + 1j * rng.standard_normal(target.shape)
-    usable = rng.random(target.shape) >= masked
-    joint = layout != "full" or bool((usable == usable[..., :1]).all())
-    dtype = np.result_type(block, target)
-    small = Operator(size, layout, n_in, n_out).on(block, reach=evidence.shape)
-    small.spectra
-    _statistics._spectral(_statistics.zeros(support, layout, n_in, n_out, joint, dtype), small,
-                          target, usable, layout)
-    inside = (slice(None),) + tuple(slice(a, v - b) for a, b, v in zip(low, high, valid))
-    wide = Operator(evidence.shape, layout, n_in, n_out)
-    shared = _statistics.zeros(evidence, layout, n_in, n_out, joint, dtype)
-    _statistics._spectral(shared, wide.on(block, like=small), target[inside], usable[inside],
-                          layout, margins=tuple(zip(low, high)))
-    own = _statistics.zeros(evidence, layout, n_in, n_out, joint, dtype)
-    _statistics._direct(own, wide.on(block), target[inside], usable[inside], layout)
-    _close(shared, own, rtol=1e-11)
-
-
-@pytest.mark.parametrize("rows, tile, halves", [(200, None, 1), (24, None, 2), (200, 600, 0)])
-def test_evidence_is_gathered_until_it_holds_enough_samples(monkeypatch, rows, tile, halves):
-    """The evidence box's statistics come from the first tiles (the top halves first), tile
-    by tile until they hold EVIDENCE_SAMPLES samples per unknown: from the whole top half
-    of a large image, from both halves of a small one, and from part of the top half when
-    its tiles are small."""
-    if tile is not None:
-        monkeypatch.setattr(_statistics, "TILE_ELEMENTS", tile)  # tiles of eight rows
-    rng = np.random.default_rng(5)
-    x, y = rng.standard_normal((rows, 60)), rng.standard_normal((rows, 60))
-    problem = _problem(x, y, "none")
-    support, evidence = Support((-1, -1), (3, 3)), Support((-3, -3), (7, 7))
-    boxes = [region(problem.pairs[0].in_shape, support, "valid", None)]
-    top, total, _, extra = _statistics.accumulate(problem, support, boxes, None,
-                                                  evidence=evidence)
-    margin = 2 + 2  # the evidence's windows that fit in each tile's block
-    enough = _statistics.EVIDENCE_SAMPLES * extra.gram.shape[1]
-    gathered = int(extra.n_rows[0])
-    top_rows = int(top.n_rows[0]) // 58
-    if halves == 0:  # stopped within the top half, at the first tile past the threshold
-        per_tile = (8 - margin) * (58 - margin)
-        assert enough <= gathered < enough + per_tile
-        assert gathered < (top_rows - margin) * (58 - margin)
-        return
-    expected = (top_rows - margin) * (58 - margin)
-    if halves == 2:
-        expected += (int(total.n_rows[0]) // 58 - top_rows - margin) * (58 - margin)
-    assert gathered == expected
-    assert (gathered < enough) == (halves == 2)
+    shapes = [tuple(int(rng.integers(8, {1: 3000, 2: 60, 3: 16}[ndim])) for _ in range(ndim))
+              for _ in range(n_pairs)]
+    inputs = [rng.standard_normal(shape) for shape in shapes]
+    outputs = [rng.standard_normal(shape) for shape in shapes]
+    problem = _problem(inputs if n_pairs > 1 else inputs[0],
+                       outputs if n_pairs > 1 else outputs[0], "none")
+    support = Support((-1,) * ndim, (3,) * ndim)
+    evidence = Support((-2,) * ndim, (5,) * ndim)
+    boxes = [region(p.in_shape, support, "valid", None) for p in problem.pairs]
+    pieces = _statistics.evidence_pieces(problem, support, evidence, boxes)
+    wanted = _statistics.EVIDENCE_SAMPLES * (evidence.size + 1)
+    inner = [Box(tuple(a + 1 for a in box.start), tuple(b - 1 for b in box.stop))
+             for box in boxes]
+    got = sum(box.size for _, box in pieces)
+    assert got >= min(wanted, sum(box.size for box in inner))
+    for i, (pair, box) in enumerate(pieces):
+        assert pair is problem.pairs[i] and inner[i].contains(box)
+        for a, b, lo, hi in zip(box.start, box.stop, inner[i].start, inner[i].stop):
+            assert abs((a - lo) - (hi - b)) <= 1  # centred
+        if i < len(pieces) - 1:
+            assert box == inner[i]  # a pair is taken whole before the next is begun
+    assert got - pieces[-1][1].size < wanted  # no pair more than needed
+    stats = _statistics.evidence_statistics(problem, evidence, pieces, None)
+    direct = _statistics.zeros(evidence, "shared", 1, 1, True, np.float64)
+    for pair, box in pieces:
+        block = pair.block(evidence, box, None, 0, np.float64)
+        _statistics._direct(direct, Operator(evidence.shape, "shared", 1, 1).on(
+            block.extended), block.target, block.usable, "shared")
+    _close(stats, direct, rtol=1e-11)
 
 
 def test_kept_tiles_without_their_blocks_are_read_again_for_dense_rows(monkeypatch):
