@@ -124,7 +124,7 @@ def child(case, call, quick, seed):
     import kernelfit
 
     inputs, outputs, reference, info = make(case, quick, seed)
-    repeats = 1 if case in ("2048-63", "4096-31") or call == "passes" else 3
+    repeats = 2 if case in ("2048-63", "4096-31") else 1 if call == "passes" else 3
     details = {}
     with threadpool_limits(1), warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -370,8 +370,8 @@ def run_fit(args):
         raise UsageError(f"-o and --plot name the same file {args.plot}")
     lazy = args.dask or args.scheduler is not None or is_zarr(args.input) or \
         is_zarr(args.output)
-    with _cluster(args.scheduler):
-        return _fit_files(args, lazy)
+    with _cluster(args.scheduler), contextlib.ExitStack() as resources:
+        return _fit_files(args, lazy, resources)
 
 
 # How long `--scheduler` tries to reach the scheduler before it gives up.
@@ -399,10 +399,12 @@ def _cluster(address):
         yield client
 
 
-def _fit_files(args, lazy):
+def _fit_files(args, lazy, resources):
     from . import fit_kernel
 
-    read = read_lazily if lazy else read_image
+    def read(path, what="image"):
+        return read_lazily(path, resources, what) if lazy else read_image(path)
+
     image, input_notes = read(args.input)
     target, output_notes = read(args.output)
     for note in input_notes + output_notes:
@@ -416,7 +418,7 @@ def _fit_files(args, lazy):
         raise UsageError(f"--color {args.color} needs a colour INPUT; {args.input} is grey")
     mask = None
     if args.mask:
-        mask_values, _ = read_lazily(args.mask, "mask") if lazy else read_image(args.mask)
+        mask_values, _ = read(args.mask, "mask")
         mask = (mask_values if lazy else np.asarray(mask_values)) != 0
         if mask.ndim == 3 and target.ndim == 2:
             mask = mask.any(axis=-1)

@@ -219,13 +219,14 @@ def is_zarr(path):
         os.path.exists(os.path.join(path, name)) for name in ("zarr.json", ".zarray"))
 
 
-def read_lazily(path, what="image"):
+def read_lazily(path, resources, what="image"):
     """A file as a dask array read chunk by chunk when it is needed, and notes for the user.
 
     Zarr stores open as they are chunked (`dask.array.from_zarr`); .npy files are
-    memory-mapped; TIFFs are read by their own tiles or strips (tifffile's zarr view). Other
-    files cannot be read in parts: they are decoded whole (`read_image`), with a note.
-    Colour images keep their channels last; an alpha channel is dropped, with a note.
+    memory-mapped; TIFFs are read by their own tiles or strips (tifffile's zarr view, whose
+    file stays open until `resources`, a `contextlib.ExitStack`, closes). Other files cannot
+    be read in parts: they are decoded whole (`read_image`), with a note. Colour images keep
+    their channels last; an alpha channel is dropped, with a note.
     """
     path = str(path)
     try:
@@ -254,7 +255,7 @@ def read_lazily(path, what="image"):
         import tifffile
 
         try:
-            store = tifffile.imread(path, aszarr=True)
+            store = resources.enter_context(tifffile.imread(path, aszarr=True))
             array = da.from_zarr(store)
         except Exception as exc:  # tifffile raises many kinds for a broken file
             raise FileError(f"{path}: cannot read the TIFF in parts: {_first_line(exc)}") \

@@ -92,6 +92,24 @@ class Pair:
         return self.input.shape[:-1]
 
     @property
+    def grid(self):
+        """Where the output's storage chunks (a dask or zarr array's) begin along each
+        spatial axis, after the first sample: tiles cut there read few chunks. None for an
+        array in memory."""
+        chunks = getattr(self.output.array, "chunks", None)
+        if not isinstance(chunks, tuple) or len(chunks) != len(self.output.axes):
+            return None
+        bounds = []
+        output = self.output
+        for axis in output.axes if output.added else output.axes[:-1]:
+            sizes, n = chunks[axis], output.array.shape[axis]
+            if isinstance(sizes, tuple):  # dask: the size of every chunk
+                bounds.append(tuple(int(b) for b in np.cumsum(sizes)[:-1]))
+            else:  # zarr: one size for all
+                bounds.append(tuple(range(int(sizes), int(n), int(sizes))))
+        return tuple(bounds)
+
+    @property
     def out_shape(self):
         return self.output.shape[:-1]
 

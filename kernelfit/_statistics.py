@@ -163,7 +163,11 @@ def tiles(problem, support, boxes):
     """Every pair's output samples in `boxes`, as (band, pair, box): bands are the top and
     bottom halves of each box's rows, cut into tiles of at most TILE_ELEMENTS samples. All
     the top halves come first, then the bottom halves, so that the tiles of pairs of one
-    shape follow each other (and are stacked into batches)."""
+    shape follow each other (and are stacked into batches).
+
+    A tile spans whole rows, unless the output is stored in chunks (dask, zarr) wider than
+    a tile's share of an axis: then it is cut where they begin too (`_groups`), so that it
+    reads a few chunks rather than whole rows of them."""
     channels = max(problem.n_in, problem.n_out)
     halo = [k - 1 for k in support.shape]
     for band in (0, 1):
@@ -171,13 +175,36 @@ def tiles(problem, support, boxes):
             if box.empty:
                 continue
             first, last = box.start[0], box.stop[0]
-            per_row = channels * int(np.prod([n + h for n, h in zip(box.shape[1:],
-                                                                    halo[1:])]))
-            step = max(1, TILE_ELEMENTS // max(1, per_row) - halo[0])
             middle = first + (last - first) // 2 if last - first >= 2 else last
             start, stop = ((first, middle), (middle, last))[band]
+            parts = _groups(box, pair.grid)
+            widest = max(part.shape[1:] for part in parts) if len(box.shape) > 1 else ()
+            per_row = channels * int(np.prod([n + h for n, h in zip(widest, halo[1:])]))
+            step = max(1, TILE_ELEMENTS // max(1, per_row) - halo[0])
             for row in range(start, stop, step):
-                yield band, pair, box.rows(row, min(row + step, stop))
+                for part in parts:
+                    yield band, pair, part.rows(row, min(row + step, stop))
+
+
+def _groups(box, grid):
+    """`box` cut along every axis but the first where the storage chunks of `grid` begin:
+    whole chunks grouped up to a tile's share of the axis (TILE_ELEMENTS ** (1 / D)), at
+    least one chunk a group. A box within one share along an axis is not cut there."""
+    if grid is None or len(box.shape) < 2:
+        return [box]
+    share = int(TILE_ELEMENTS ** (1 / len(box.shape)))
+    ranges = []
+    for a, b, bounds in zip(box.start[1:], box.stop[1:], grid[1:]):
+        groups, begin, end = [], a, a
+        for edge in [c for c in bounds if a < c < b] + [b]:
+            if end > begin and edge - begin > share:
+                groups.append((begin, end))
+                begin = end
+            end = edge
+        ranges.append(groups + [(begin, end)])
+    return [Box((box.start[0],) + tuple(lo for lo, _ in part),
+                (box.stop[0],) + tuple(hi for _, hi in part))
+            for part in itertools.product(*ranges)]
 
 
 def batches(problem, support, boxes, pad_mode, where=False):

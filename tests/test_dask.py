@@ -314,9 +314,10 @@ def test_on_a_cluster_the_sums_do_not_depend_on_scheduling(rng, client, monkeypa
         x, y = blurred(rng, (150, 60), (5, 5))
         calls = []
         with dask.config.set(scheduler="synchronous"):
-            reference = kernelfit.fit_kernel(lazy(x, 40), lazy(y, 40), 5, bias=True,
+            reference = kernelfit.fit_kernel(lazy(x, 40), lazy(y, (20, 60)), 5, bias=True,
                                              progress=lambda *c: calls.append(c))
         assert calls[-1] == ("residual", 74, 74)
+        # (the output's chunks decide the tiles: the input's may be anything)
         for chunks in ((150, 60), (7, 60), (33, 13)):
             fit = kernelfit.fit_kernel(lazy(x, chunks), lazy(y, (20, 60)), 5, bias=True)
             assert np.array_equal(fit.kernel, reference.kernel)  # to the last bit
@@ -366,3 +367,32 @@ def test_on_a_cluster_a_worker_that_dies_changes_nothing(rng, client, tmp_path):
     assert os.path.exists(marker)
     same_fit(fit, kernelfit.fit_kernel(x, y, 3))
     client.wait_for_workers(2)
+
+
+# --- tiles of an output stored in chunks --------------------------------------------------
+
+def test_wide_chunks_cut_the_tiles_so_each_reads_a_few_chunks(rng, monkeypatch):
+    """Where the output's chunks are wider than a tile's share of an axis, tiles are cut
+    where they begin (whole chunks grouped up to the share), rather than spanning whole
+    rows of chunks; the kernel is the in-memory one."""
+    from kernelfit._geometry import Box
+
+    monkeypatch.setattr(_statistics, "TILE_ELEMENTS", 4096)  # a share of 64 per axis
+    grid = ((100, 200), (30, 60, 90, 130, 200))
+    parts = _statistics._groups(Box((0, 5), (256, 250)), grid)
+    assert [(p.start[1], p.stop[1]) for p in parts] == [(5, 60), (60, 90), (90, 130),
+                                                        (130, 200), (200, 250)]
+    assert all(p.start[0] == 0 and p.stop[0] == 256 for p in parts)
+    assert _statistics._groups(Box((0, 0), (10, 64)), grid) == [Box((0, 0), (10, 64))]
+    x, y = blurred(rng, (256, 256), (5, 5))
+    lazy_y = lazy(y, (64, 100))
+    problem = prepare(lazy(x, 50), lazy_y, 5, mode=None, boundary=None, fillvalue=0,
+                      convention="correlation", origin=0, bias=False, channel_axis=None,
+                      channels="shared", mask=None, saturated="auto", method="lstsq",
+                      options=None, max_size=15, checks=True)
+    assert problem.pairs[0].grid == ((64, 128, 192), (100, 200))
+    support = kernelfit._geometry.Support((-2, -2), (5, 5))
+    boxes = [kernelfit._geometry.region((256, 256), support, "same", None)]
+    for _, _, box in _statistics.tiles(problem, support, boxes):
+        assert box.start[1] // 100 == (box.stop[1] - 1) // 100  # within one chunk column
+    same_fit(kernelfit.fit_kernel(lazy(x, 50), lazy_y, 5), kernelfit.fit_kernel(x, y, 5))
