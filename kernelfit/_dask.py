@@ -96,7 +96,8 @@ def _residual_task(job, *chunks):
     """One batch's residual sums: (ss_res, gradient or None, moments or None)."""
     from ._normal import tile_residual
 
-    design, kernel, bias, ss_res, gradient, moments = copy.deepcopy(job.context)
+    design, kernel, bias, *sums = job.context
+    ss_res, gradient, moments = copy.deepcopy(sums)  # (the empty sums: filled here)
     block = job.read(chunks)
     operator = Operator(job.support.shape, job.problem.layout, job.problem.n_in,
                         job.problem.n_out)
@@ -333,8 +334,11 @@ class _Tasks:
         # one flat graph: a high-level graph of a layer per array culls each layer against
         # every key, which with thousands of pairs costs more than the fit
         graph = dict(self.layer)
+        layers = {}  # each layer once: the slices of one array (frames, pairs) share its own
         for array in self.arrays.values():
-            graph.update(array.__dask_graph__())
+            layers.update(array.__dask_graph__().layers)
+        for layer in layers.values():
+            graph.update(layer)
         root = Delayed(keys[0], graph)
         # (the evidence's one small task has no bar of its own)
         progress = self.problem.progress if self.stage != "evidence" else None

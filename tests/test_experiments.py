@@ -14,6 +14,7 @@ SCRIPTS = {
     "convolution_explained": ["convolution_1d_quick.png", "convolution_5x5_quick.gif",
                               "convolution_portrait_quick.gif"],
     "one_pass_benchmark": ["one_pass_benchmark_quick.md", "one_pass_benchmark_quick.csv"],
+    "dask_benchmark": ["dask_benchmark_quick.md", "dask_benchmark_quick.csv"],
 }
 
 
@@ -21,7 +22,10 @@ SCRIPTS = {
 def test_experiment_runs_quick_and_writes_its_outputs(name, tmp_path):
     if name in ("method_comparison", "tf_convergence"):
         pytest.importorskip("tensorflow")
+    if name == "dask_benchmark":
+        pytest.importorskip("distributed")
     script = importlib.import_module(f"experiments.{name}")
-    assert script.main(["--quick", "--out", str(tmp_path)]) == 0
+    extra = ["--data", str(tmp_path / "data")] if name == "dask_benchmark" else []
+    assert script.main(["--quick", "--out", str(tmp_path)] + extra) == 0
     for output in SCRIPTS[name]:
         assert (tmp_path / output).stat().st_size > 0, output
