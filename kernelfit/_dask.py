@@ -15,6 +15,7 @@ fitted.
 
 import copy
 import dataclasses
+import functools
 import itertools
 import sys
 import uuid
@@ -183,6 +184,11 @@ class _Job:
             raise
 
 
+def _cut(chunk, inside):
+    """A part of a chunk, as a copy: the chunk may go once its parts are cut."""
+    return np.array(chunk[inside])
+
+
 def _assemble(read, chunks):
     """A slice of an array from the pieces of its chunks (or as read on the client)."""
     if isinstance(read, np.ndarray):
@@ -243,7 +249,7 @@ class _Tasks:
         self.shipped = dataclasses.replace(problem, pairs=(), progress=None, options={})
         self.templates, self.bounds, self.arrays = {}, {}, {}
         self.name = f"kernelfit-{stage}-{uuid.uuid4().hex}"
-        self.layer, self.tiles = {}, {}
+        self.layer, self.tiles, self.parts = {}, {}, {}
 
     def add(self, function, band, pieces, context):
         arguments = {}  # chunk key -> its place among the task's arguments
@@ -309,11 +315,26 @@ class _Tasks:
         parts = []
         for combination in itertools.product(*ranges):
             key = (array.name,) + tuple(c for c, _, _, _ in combination)
+            inside = tuple(slice(a, b) for _, a, b, _ in combination)
+            if any(b - a < size[c] for (c, a, b, _), size in zip(combination, array.chunks)):
+                # a part of a chunk (a halo, a tile's rows): cut where the chunk is, so that
+                # only the part travels to the tile's worker
+                key = self._part(key, inside)
+                inside = tuple(slice(0, b - a) for _, a, b, _ in combination)
             argument = arguments.setdefault(key, len(arguments))
-            parts.append((argument, tuple(slice(a, b) for _, a, b, _ in combination),
+            parts.append((argument, inside,
                           tuple(slice(o, o + b - a) for _, a, b, o in combination)))
         shape = tuple(len(range(*part.indices(n))) for part, n in zip(original, array.shape))
         return shape, array.dtype, tuple(parts)
+
+    def _part(self, key, inside):
+        """The key of a task that cuts `inside` (slices) out of the chunk `key`."""
+        bounds = tuple((part.start, part.stop) for part in inside)
+        if (key, bounds) not in self.parts:
+            name = (f"{self.name}-part", len(self.parts))
+            self.layer[name] = (functools.partial(_cut, inside=inside), key)
+            self.parts[key, bounds] = name
+        return self.parts[key, bounds]
 
     def compute(self):
         """The merged results (None without tasks), computed by Dask's current scheduler."""
