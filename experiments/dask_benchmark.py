@@ -4,7 +4,7 @@
 | agreement | a 2048^2 float64 pair (15x15): the kernels from the in-memory path, from Dask with three chunkings on the synchronous scheduler, and from LocalClusters of 1, 2 and 4 workers | all within 1e-12 relative |
 | scale | a 32768^2 float32 pair stored as zarr (4 GiB per image; the tiled portrait and a known 15x15 kernel), fitted on a LocalCluster of 2 single-threaded workers | <= 2 GB resident per worker; kernel exact to 1e-8 |
 | parallel efficiency | the same fit on 1 worker against 2 | >= 1.6x |
-| throughput | 10,000 pairs of 256^2 (zarr) fitting one 7x7 kernel: seconds per pair on Dask (one local thread; LocalClusters of 1 and 2 workers), the tasks reading the pairs, against the in-memory path for the same pairs already in memory (one process) | Dask on one thread or one worker <= 1.5x |
+| throughput | 10,000 pairs of 256^2 (zarr) fitting one 7x7 kernel: seconds on Dask (one local thread; LocalClusters of 1 and 2 workers), the tasks reading the pairs, against reading the same pairs into memory and fitting them there (one process); the in-memory fit alone for comparison | Dask on one thread or one worker <= 1.5x |
 
 Every worker and the in-memory fits run with one BLAS thread (threadpoolctl in each
 worker, and here). Resident memory is each worker process's peak (``ru_maxrss``), which
@@ -245,13 +245,16 @@ def throughput(quick, seed, folder):
                          f"{relative_error(fit.kernel, kernel):.1e}")]
 
     def row(name, took, fit, target):
-        ratio = took / memory
+        # Dask's overhead: against reading the pairs and fitting them in memory (the tasks
+        # read them too, once a pass); the fit alone, for comparison
+        ratio = took / (read + memory)
         return dict(row=f"throughput, {name}", seconds=f"{took:.1f}",
-                    value=f"{1e3 * took / count:.2f} ms/pair",
-                    target="<= 1.5x in memory" if target else "",
+                    value=f"{ratio:.2f}x", target="<= 1.5x" if target else "",
                     met=ratio <= 1.5 if target else "",
-                    details=f"{ratio:.2f}x the in-memory fit, reading included; kernel "
-                            f"error {relative_error(fit.kernel, kernel):.1e}")
+                    details=f"{1e3 * took / count:.2f} ms/pair: {ratio:.2f}x reading the "
+                            f"pairs and fitting them in memory, {took / memory:.2f}x the "
+                            f"in-memory fit alone; kernel error "
+                            f"{relative_error(fit.kernel, kernel):.1e}")
 
     with threadpool_limits(1), dask.config.set(scheduler="threads", num_workers=1):
         fit, took = timed(lambda: kernelfit.fit_kernel(*pairs(), 7))

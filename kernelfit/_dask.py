@@ -2,15 +2,17 @@
 workers, their small results merged by a fixed tree on the workers too.
 
 The tasks are the batches of the in-memory pass (`batch_plan`: the same tiles, bands and
-stacking of small pairs). Each slices, from the dask arrays, exactly what `Pair.block` reads
-for its tiles (the halo, and the far side of a wrapped or mirrored edge), and builds its
-blocks with `Pair.block` itself; so its statistics are those of the in-memory path, whatever
-the chunks (input, output and mask need not share them: each task slices what it needs, so
-nothing is rechunked). ``map_overlap`` would instead cut tiles at the chunks, and could not
-read a wrapped edge. The results (statistics, never pixels) are summed in groups of FAN_IN in
-the order of the tiles, so the sums, to the last bit, do not depend on the scheduler, the
-number of workers or which task finishes first. dask is imported only when a dask array is
-fitted.
+stacking of small pairs; an output stored in chunks wider than a tile's share of an axis cuts
+the tiles where they begin, `_statistics.tiles`). Each takes, from the dask arrays, exactly
+what `Pair.block` reads for its tiles (the halo, and the far side of a wrapped or mirrored
+edge): the chunks it meets, or of a chunk only the part it needs, cut by a task of its own
+where the chunk is, so that only that part travels between workers. It builds its blocks
+with `Pair.block` itself, so its statistics are those of the in-memory path (input, output
+and mask need not share chunks: nothing is rechunked). ``map_overlap`` would instead cut
+tiles at every chunk, and could not read a wrapped edge. The results (statistics, never
+pixels) are summed in groups of FAN_IN in the order of the tiles, so the sums, to the last
+bit, do not depend on the scheduler, the number of workers, the input's chunks or which
+task finishes first. dask is imported only when a dask array is fitted.
 """
 
 import copy

@@ -238,6 +238,9 @@ def read_lazily(path, resources, what="image"):
     if is_zarr(path):
         if not os.path.exists(path):
             raise FileError(f"{path}: no such zarr store")
+        if not os.path.isdir(path) or not any(os.path.exists(os.path.join(path, name))
+                                              for name in ("zarr.json", ".zarray")):
+            raise FileError(f"{path}: not a zarr array (a folder with zarr.json or .zarray)")
         try:
             array = da.from_zarr(path)
         except Exception as exc:  # zarr's errors vary by version and store

@@ -381,22 +381,12 @@ def evidence_pieces(problem, support, evidence, boxes):
 
 
 def _central_sides(shape, wanted):
-    """Sides of a box inside `shape`, of about its proportions, holding at least `wanted`
-    samples (or all of them)."""
-    sides = list(shape)
+    """Sides of a box of `shape`'s proportions holding at least `wanted` samples (all of
+    them when there are no more)."""
     if int(np.prod(shape)) <= wanted:
-        return tuple(sides)
-    free = list(range(len(shape)))
-    while free:  # shrink the free axes alike; an axis too short for its share is kept whole
-        room = wanted / np.prod([sides[i] for i in range(len(shape)) if i not in free])
-        factor = (room / np.prod([shape[i] for i in free])) ** (1 / len(free))
-        short = [i for i in free if shape[i] * factor >= shape[i]]
-        if not short:
-            for i in free:
-                sides[i] = max(1, int(np.ceil(shape[i] * factor)))
-            break
-        free = [i for i in free if i not in short]
-    return tuple(sides)
+        return tuple(shape)
+    factor = (wanted / np.prod(shape)) ** (1 / len(shape))
+    return tuple(min(n, max(1, int(np.ceil(n * factor)))) for n in shape)
 
 
 def evidence_statistics(problem, evidence, pieces, pad_mode):

@@ -121,6 +121,8 @@ def test_a_plot_of_a_large_lazy_input_shows_its_centre(arrays, tmp_path, capsys,
 
 @pytest.mark.parametrize("argv, words", [
     (["missing.zarr", "out.zarr"], "missing.zarr: no such zarr store"),
+    (["file.zarr", "out.zarr"], "file.zarr: not a zarr array (a folder with zarr.json"),
+    (["folder.zarr", "out.zarr"], "folder.zarr: not a zarr array"),
     (["text.zarr", "out.zarr"], "text.zarr: an image must be real numbers"),
     (["in.zarr", "out.zarr", "--scheduler", "tcp://127.0.0.1:1"],
      "--scheduler tcp://127.0.0.1:1: cannot connect"),
@@ -131,6 +133,8 @@ def test_lazy_input_errors_are_one_line(arrays, tmp_path, capsys, monkeypatch, a
     write_zarr("in.zarr", arrays[0], (64, 64))
     write_zarr("out.zarr", arrays[1], (64, 64))
     write_zarr("text.zarr", np.array([1 + 2j, 3j]), (2,))
+    (tmp_path / "file.zarr").write_text("not a store")
+    (tmp_path / "folder.zarr").mkdir()
     status = main(["fit", *argv, "--size", "5"])
     _, err = capsys.readouterr()
     assert status == 2 and words in err and len(err.strip().splitlines()) == 1, err
