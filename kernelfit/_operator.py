@@ -174,11 +174,11 @@ class Applied:
             self._spectra = self.transform(self.block)
         return self._spectra
 
-    def autocorrelation(self, c, d, shape):
+    def autocorrelation(self, c, d):
         """``F[l] = sum_b sum_m conj(x_c[b, m]) x_d[b, m + l]`` for lags ``|l| < K`` (the
-        kernel `shape`, at most the operator's), from the block's transform; found once per
-        channel pair. ``F[-l] = conj(F[l])`` for one channel: only the lags ``l_0 >= 0`` are
-        transformed back."""
+        operator's kernel shape), from the block's transform; found once per channel pair.
+        ``F[-l] = conj(F[l])`` for one channel: only the lags ``l_0 >= 0`` are transformed
+        back."""
         reach = self.operator.shape
 
         def spectrum():
@@ -201,8 +201,7 @@ class Applied:
                 mirrored = np.conj(np.flip(full[1:], axis=tuple(range(len(reach)))))
                 full = np.concatenate([mirrored, full])
             self._cache[key] = {"lags": full}
-        full = self._cache[key]["lags"]
-        return full[tuple(slice(r - k, r + k - 1) for k, r in zip(shape, reach))]
+        return self._cache[key]["lags"]
 
     def lags(self, key, spectrum, indices):
         """``ifft(S)[np.ix_(*indices)]`` (indices modulo the lengths; trailing axes kept) of

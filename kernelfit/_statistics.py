@@ -108,13 +108,18 @@ class Statistics:
                           self.rhs[:, index], self.yy.copy())  # (all three its own)
 
 
-def zeros(support, layout, n_in, n_out, joint, dtype):
-    """Empty statistics for a fit's layout (see `Statistics`)."""
+def unknowns(support, layout, n_in):
+    """(input channels per tap, bias groups, unknowns) of each system of a fit's layout."""
     channels = n_in if layout == "full" else 1
     groups = n_in if layout == "shared" else 1
+    return channels, groups, support.size * channels + groups
+
+
+def zeros(support, layout, n_in, n_out, joint, dtype):
+    """Empty statistics for a fit's layout (see `Statistics`)."""
+    channels, groups, size = unknowns(support, layout, n_in)
     systems = 1 if layout == "shared" or (layout == "full" and joint) else n_out
     columns = n_out if layout == "full" and joint else 1
-    size = support.size * channels + groups
     return Statistics(support, channels, groups, np.zeros((systems, size, size), dtype),
                       np.zeros((systems, size, columns), dtype), np.zeros((systems, columns)))
 
@@ -360,9 +365,7 @@ def evidence_pieces(problem, support, evidence, boxes):
     from the shapes alone (masked samples count)."""
     if evidence is None:
         return ()
-    channels = problem.n_in if problem.layout == "full" else 1
-    groups = problem.n_in if problem.layout == "shared" else 1
-    wanted = EVIDENCE_SAMPLES * (evidence.size * channels + groups)
+    wanted = EVIDENCE_SAMPLES * unknowns(evidence, problem.layout, problem.n_in)[2]
     pieces = []
     for pair, box in zip(problem.pairs, boxes):
         if wanted <= 0:
@@ -721,7 +724,7 @@ def valid_gram(applied, c, d, out=None):
         out = np.zeros((m, m), dtype=np.result_type(applied.block.dtype, np.float64))
     grid = _grid(out, shape)
     # full correlation F[d] = sum_m conj(x_c[m]) x_d[m + d], d in (-(K-1), K-1)
-    full = applied.autocorrelation(c, d, shape)
+    full = applied.autocorrelation(c, d)
     a, b = applied.block[..., c], applied.block[..., d]
     # T = {} and, in 2-D and up, T = {0} share their indexing (p0, q0, lags): one expansion
     base = _toeplitz_in_axis(full, shape, 0)
