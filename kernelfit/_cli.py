@@ -36,6 +36,7 @@ FIT_EXAMPLES = """examples:
   kernelfit fit before.png after.png --size 5 --origin auto
   kernelfit fit photo.jpg styled.jpg --size 7 --color separate --bias --strict
   kernelfit fit in.npy out.npy --size 9 --method ridge --reg gcv --mask valid.png
+  kernelfit fit sharp.png blurred.png --size 15 --separable --nonneg --sum 1
   kernelfit fit before.zarr after.zarr --size 15 --scheduler tcp://10.0.0.1:8786"""
 APPLY_EXAMPLES = """examples:
   kernelfit apply photo.png gaussian:sigma=1.5,size=7 -o blurred.png
@@ -187,6 +188,10 @@ CLI_WORDS = [
     (r"\borigin=(-?\d+)", r"--origin \1"),
     (r"\bchannels='(\w+)'", r"--color \1"),
     (r"\bmax_size\b", "--max-size"),
+    (r"\bconstraints\['(nonneg|sum|rank)'\]", r"--\1"),
+    (r"\bconstraints\['symmetry'\]", "--symmetric"),
+    (r"\bmethod='lstsq' or 'lstsq-stats'", "--method lstsq"),
+    (r"\bmethod='(\w+)'", r"--method \1"),
     (r"\b(mode|boundary)=(?=[\s,;.)]|$)", r"--\1"),
 ]
 
@@ -244,6 +249,22 @@ def build_parser():
                      "channels (default), one per channel, or a channel-mixing kernel")
     fit.add_argument("--mask", metavar="FILE", help="image or array over OUTPUT: nonzero "
                      "samples are used")
+    constrain = fit.add_argument_group(
+        "constraints", "fit a kernel that is constrained (with --method lstsq; they combine, "
+        "except --symmetric with --separable or --rank)")
+    constrain.add_argument("--nonneg", action="store_true",
+                           help="every coefficient >= 0 (a blur, a PSF)")
+    constrain.add_argument("--sum", type=float, metavar="S",
+                           help="the coefficients add up to S (1: a blur that keeps the "
+                           "mean brightness)")
+    constrain.add_argument("--symmetric", choices=["point", "mirror", "radial"],
+                           help="a symmetric kernel: point (k[i] = k[-i]), mirror (unchanged "
+                           "by flipping either axis) or radial (one value per distance from "
+                           "the centre)")
+    constrain.add_argument("--separable", action="store_true",
+                           help="a separable kernel, column x row (the same as --rank 1)")
+    constrain.add_argument("--rank", type=_rank,
+                           help="a sum of R separable terms, or auto (the rank found by BIC)")
     fit.add_argument("--strict", action="store_true",
                      help="exit 1 if the kernel is not identifiable or the fit did not converge")
     fit.add_argument("-o", "--output-kernel", metavar="FILE", dest="kernel_file",
@@ -378,6 +399,40 @@ def run_fit(args):
 SCHEDULER_TIMEOUT = "10s"
 
 
+def _rank(text):
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or auto, got "
+                                         f"{text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer or auto, got {text!r}")
+    return value
+
+
+def _constraints(args):
+    """The constraint flags as fit_kernel's `constraints` (None when there are none)."""
+    if args.separable and args.rank not in (None, 1):
+        raise UsageError(f"--separable is --rank 1; got --rank {args.rank} too")
+    constraints = {}
+    if args.nonneg:
+        constraints["nonneg"] = True
+    if args.sum is not None:
+        constraints["sum"] = args.sum
+    if args.symmetric:
+        constraints["symmetry"] = args.symmetric
+    if args.separable or args.rank is not None:
+        constraints["rank"] = 1 if args.separable else args.rank
+    if constraints and args.method != "lstsq":
+        raise UsageError(f"constraints (--nonneg, --sum, --symmetric, --separable, --rank) "
+                         f"are fitted with --method lstsq; got --method {args.method}")
+    if "rank" in constraints and "symmetry" in constraints:
+        raise UsageError("--symmetric does not combine with --separable or --rank")
+    return constraints or None
+
+
 @contextlib.contextmanager
 def _cluster(address):
     """A Dask client of the scheduler at `address` for the fit (None: Dask's default, the
@@ -435,7 +490,8 @@ def _fit_files(args, lazy, resources):
                      convention=args.convention or "convolution", method=args.method,
                      options=_method_options(args.method, args.reg), bias=args.bias,
                      channel_axis=channel_axis, channels=channels, mask=mask, origin=origin,
-                     max_size=args.max_size, progress=_progress(args))
+                     max_size=args.max_size, progress=_progress(args),
+                     constraints=_constraints(args))
     peak = _peak(target)
     psnr = (10 * np.log10(peak ** 2 / fit.residual_rms ** 2) if fit.residual_rms > 0
             else np.inf)
@@ -639,6 +695,8 @@ def report(fit, input_path, output_path, image, target, psnr, identification=Non
                  + (f", {fit.n_masked} masked or saturated" if fit.n_masked else ""))
     lines.append(f"identifiable: {'yes' if fit.identifiable else 'NO'} (rank {fit.rank} of "
                  f"{fit.n_unknowns} unknowns, condition number {fit.condition_number:.3g})")
+    if fit.constraints:
+        lines.append("constraints: " + _constraints_text(fit))
     if fit.size_scores:
         lines.append(f"size found: {'x'.join(map(str, fit.size))}, origin {fit.origin} "
                      f"(lowest BIC of {len(fit.size_scores)} candidate supports"
@@ -663,6 +721,24 @@ def report(fit, input_path, output_path, image, target, psnr, identification=Non
     if fit.n_steps is not None:
         lines.append(f"optimisation: {fit.n_steps} steps, {fit.stop_reason}, on {fit.device}")
     return "\n".join(lines)
+
+
+def _constraints_text(fit):
+    """The constraints a kernel was fitted under, in the flags' words."""
+    c = fit.constraints
+    parts = []
+    if c.get("nonneg"):
+        parts.append("non-negative")
+    if "sum" in c:
+        parts.append(f"sum {c['sum']:g}")
+    if "symmetry" in c:
+        parts.append(f"{c['symmetry']} symmetric")
+    if "rank" in c:
+        rank = c["rank"]
+        parts.append(("separable (rank 1)" if rank == 1 else f"rank {rank}")
+                     + (f", found by BIC over ranks {min(fit.rank_scores)}-"
+                        f"{max(fit.rank_scores)}" if fit.rank_scores else ""))
+    return "; ".join(parts)
 
 
 # --- identify -------------------------------------------------------------------------------

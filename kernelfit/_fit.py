@@ -6,6 +6,7 @@ placement, edge rule) -> solve (one more pass: the residual) -> diagnose -> resu
 
 import numpy as np
 
+from ._constrain import solve_constrained
 from ._diagnose import diagnose
 from ._prepare import prepare
 from ._result import KernelFit
@@ -19,7 +20,7 @@ __all__ = ["fit_kernel"]
 def fit_kernel(input, output, size, *, mode=None, boundary=None, fillvalue=0,
                convention="convolution", origin=0, bias=False, channel_axis=None,
                channels="shared", mask=None, saturated="auto", method="lstsq", options=None,
-               max_size=15, checks=True, progress=False):
+               max_size=15, checks=True, progress=False, constraints=None):
     r"""Recover the kernel of a linear filter from its input and output.
 
     Every output sample is a linear function of a window of the input, so the kernel is
@@ -143,6 +144,20 @@ def fit_kernel(input, output, size, *, mode=None, boundary=None, fillvalue=0,
         (``dask.diagnostics.ProgressBar`` on stderr, or ``distributed.progress`` with a
         Client, whose dashboard shows the tasks too); a callable hears of the tiles as
         their tasks finish (with a Client, when each pass ends).
+    constraints : dict, optional
+        Fit a constrained kernel (each is optional; they combine, except 'rank' with
+        'symmetry'): ``'nonneg': True``, every coefficient >= 0; ``'sum': s``, the
+        coefficients that make one output sample add up to s (1 for a blur that keeps the
+        mean; per channel for 'separate', over the input channels too for 'full');
+        ``'symmetry'``: 'point' (``k[i] = k[-i]``), 'mirror' (unchanged by reversing any
+        axis) or 'radial' (one value per distance from the centre), fewer unknowns;
+        ``'rank': r``, a 2-D kernel that is a sum of r separable terms (1: separable), or
+        'auto' for the rank with the lowest BIC (``fit.rank_scores``). They are imposed on
+        the normal equations of the fitted support (`method` 'lstsq' or 'lstsq-stats'; the
+        searches of 'auto' options choose on the free fit), and are met exactly: the sum
+        and symmetry to rounding, bounds with coefficients that are exactly 0 (standard
+        error 0: held at the bound). Standard errors are those of the constrained fit.
+        ``fit.constraints`` says what was imposed.
 
     Returns
     -------
@@ -229,7 +244,8 @@ def fit_kernel(input, output, size, *, mode=None, boundary=None, fillvalue=0,
                       convention=convention, origin=origin, bias=bias,
                       channel_axis=channel_axis, channels=channels, mask=mask,
                       saturated=saturated, method=method, options=options,
-                      max_size=max_size, checks=checks, progress=progress)
+                      max_size=max_size, checks=checks, progress=progress,
+                      constraints=constraints)
     planned = plan(problem)
     _check_memory(problem, planned[0], planned[3])
     first = first_pass(problem, *planned)  # the one pass over the pixels
@@ -249,7 +265,10 @@ def fit_kernel(input, output, size, *, mode=None, boundary=None, fillvalue=0,
                          f"no usable samples (all masked out or saturated): nothing determines "
                          f"{'their kernels' if len(empty) > 1 else 'its kernel'}; mask fewer "
                          f"samples, or fit the other channels alone")
-    estimate = get_solver(problem.method)(problem, design, first, **problem.options)
+    if problem.constraints is not None:
+        estimate = solve_constrained(problem, design, first)
+    else:
+        estimate = get_solver(problem.method)(problem, design, first, **problem.options)
     fit = _result(problem, choice, estimate, total)
     diagnose(problem, first, choice, estimate, fit)
     return fit
@@ -311,4 +330,5 @@ def _result(problem, choice, estimate, total):
         loss_history=estimate.loss_history, n_steps=estimate.n_steps,
         stop_reason=estimate.stop_reason, device=estimate.device,
         size_scores=choice.size_scores, boundary_scores=choice.boundary_scores,
-        frame=choice.frame, size_limit=choice.size_limit)
+        frame=choice.frame, size_limit=choice.size_limit, constraints=estimate.constraints,
+        rank_scores=estimate.rank_scores)

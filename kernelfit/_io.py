@@ -525,7 +525,8 @@ FORMAT_VERSION = 1
 _FIELDS = ("convention", "method", "mode", "boundary", "fillvalue", "origin", "frame", "size",
            "channels", "channel_axis", "bias", "bias_stderr", "stderr", "residual_rms", "r2",
            "n_equations", "n_unknowns", "rank", "identifiable", "condition_number",
-           "n_masked", "reg", "n_steps", "stop_reason", "device", "boundary_scores")
+           "n_masked", "reg", "n_steps", "stop_reason", "device", "boundary_scores",
+           "constraints")
 
 
 def fit_to_dict(fit, extra=None):
@@ -635,6 +636,13 @@ def fit_from_dict(content):
         if not isinstance(scores, dict):
             raise ValueError("'boundary_scores' must be an object")
         scores = {str(rule): (np.nan if v is None else float(v)) for rule, v in scores.items()}
+    constraints = content.get("constraints")
+    if constraints is not None:
+        from ._constrain import check_constraints
+        if not isinstance(constraints, dict):
+            raise ValueError("'constraints' must be an object")
+        checked = check_constraints(constraints, "lstsq")  # (each value checked by name)
+        constraints = None if checked is None else checked.as_dict()
     return KernelFit(
         kernel=kernel, size=tuple(size), bias=bias, stderr=stderr, bias_stderr=bias_stderr,
         method=str(content.get("method") or "file"), mode=mode, boundary=boundary,
@@ -644,7 +652,8 @@ def fit_from_dict(content):
         n_equations=number("n_equations", 0, int), n_unknowns=n_unknowns,
         rank=number("rank", n_unknowns, int),
         condition_number=number("condition_number", np.nan),
-        n_masked=number("n_masked", 0, int), boundary_scores=scores, frame=frame)
+        n_masked=number("n_masked", 0, int), boundary_scores=scores, frame=frame,
+        constraints=constraints)
 
 
 def _is_int(value):

@@ -9,6 +9,7 @@ import numbers
 
 import numpy as np
 
+from ._constrain import check_constraints, check_for_data
 from ._dask import is_dask
 from ._geometry import (
     block_maps,
@@ -208,6 +209,7 @@ class Problem:
     n_masked_outside: int = 0
     progress: object = None   # a Progress: reports the passes over the pixels
     dask: bool = False        # some array is a dask array: the passes run on Dask
+    constraints: object = None  # a Constraints, or None: the free fit
 
     @property
     def pad_mode(self):
@@ -249,9 +251,10 @@ CHANNELS = LAYOUTS
 
 def prepare(input, output, size, *, mode, boundary, fillvalue, convention, origin, bias,
             channel_axis, channels, mask, saturated, method, options, max_size, checks,
-            progress=None):
+            progress=None, constraints=None):
     """Check every argument of fit_kernel once; return the Problem."""
     options = check_options(method, options)
+    constraints = check_constraints(constraints, method)
     progress = Progress(check_progress(progress))
     check_choice(convention, "convention", CONVENTIONS)
     if mode is not None:
@@ -336,6 +339,8 @@ def prepare(input, output, size, *, mode, boundary, fillvalue, convention, origi
         or isinstance(fillvalue, complex) else np.float64)
     joint = n_out == 1 or (all(p.mask is None or p.mask.shape[-1] == 1 for p in pairs)
                            and all(p.limits is None for p in pairs))
+    check_for_data(constraints, n_spatial=n_spatial, size=size, layout=layout, n_in=n_in,
+                   dtype=dtype)
     return Problem(
         pairs=tuple(pairs), n_spatial=n_spatial, n_in=n_in, n_out=n_out, layout=layout,
         grey_output=bool(grey), channel_axis=channel_axis,
@@ -345,7 +350,8 @@ def prepare(input, output, size, *, mode, boundary, fillvalue, convention, origi
         checks=bool(checks), method=method, options=options, joint=joint,
         progress=progress, dask=any(is_dask(source.array) for pair in pairs
                                     for source in (pair.input, pair.output, pair.mask)
-                                    if source is not None))
+                                    if source is not None),
+        constraints=constraints)
 
 
 def _geometry(pairs, size, mode, n):

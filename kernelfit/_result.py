@@ -110,6 +110,11 @@ class KernelFit:
         ``size='auto'``: the largest size searched, when the data allowed less than
         `max_size` (a support must leave at least 10 output samples per unknown, and span at
         most about half the data along each axis); None when the search reached `max_size`.
+    constraints : dict or None
+        The constraints the kernel was fitted under (``fit_kernel(constraints=...)``, with
+        the rank found for ``'rank': 'auto'``); None for a free fit.
+    rank_scores : dict or None
+        ``constraints={'rank': 'auto'}``: the BIC of each rank tried (lower is better).
     """
 
     kernel: np.ndarray
@@ -141,6 +146,8 @@ class KernelFit:
     boundary_scores: object = None
     frame: object = None
     size_limit: object = None
+    constraints: object = None
+    rank_scores: object = None
 
     def __post_init__(self):
         for name in ("kernel", "stderr", "bias", "bias_stderr", "reg", "loss_history"):
@@ -283,6 +290,12 @@ class KernelFit:
                          + (f"; the data allow a search up to "
                             f"{'x'.join(map(str, self.size_limit))} only"
                             if self.size_limit else "") + ")")
+        if self.constraints:
+            lines.append("  constraints: " + ", ".join(
+                f"{name} {value!r}" if not isinstance(value, bool) else name
+                for name, value in self.constraints.items())
+                + (f" (BIC over ranks {', '.join(map(str, self.rank_scores))})"
+                   if self.rank_scores else ""))
         if self.boundary_scores:
             ranked = sorted(self.boundary_scores.items(), key=lambda item: item[1])
             lines.append("  border residual by edge rule: " + ", ".join(

@@ -114,6 +114,8 @@ class Estimate:
     n_steps: object = None
     stop_reason: object = None
     device: object = None
+    constraints: object = None
+    rank_scores: object = None
 
 
 class EstimateBuilder:
@@ -181,6 +183,7 @@ class _Centred:
     the subclass) and ``b = N^-1 (r_b - B^H x)``."""
 
     def _centre(self, gram, m, n_rows, bias):
+        self.complex = np.iscomplexobj(gram)
         self.m, self.n_rows = m, n_rows
         self._gram = gram
         groups = gram.shape[0] - m if bias else 0
@@ -190,14 +193,36 @@ class _Centred:
                                                                      1.0), 0.0)
         self.kb = np.array(gram[:m, m:m + groups])
 
+    def build_centred(self):
+        """``C = G_kk - G_kb diag(1/n) G_kb^H`` (the bias projected out), Fortran order,
+        updated in place by one rank-one update per bias group."""
+        from scipy.linalg import blas
+
+        centred = np.array(self._gram[:self.m, :self.m], order="F")
+        for g in np.flatnonzero(self.has_rows):
+            column = self.kb[:, g]
+            if self.complex:
+                centred = blas.zgerc(-self.inverse_counts[g], column, column, a=centred,
+                                     overwrite_a=1)
+            else:
+                centred = blas.dger(-self.inverse_counts[g], column, column, a=centred,
+                                    overwrite_a=1)
+        return centred
+
+    def centred_rhs(self, rhs):
+        """``r_k - B N^-1 r_b`` for ``rhs = [A 1]^H b``, (M, ...)."""
+        return rhs[:self.m] - (self.kb * self.inverse_counts) @ rhs[
+            self.m:self.m + self.kb.shape[1]]
+
+    def bias_of(self, x, rhs):
+        """``N^-1 (r_b - B^H x)``: the bias that goes with the kernel x."""
+        counts = self.inverse_counts.reshape((-1,) + (1,) * (np.ndim(x) - 1))
+        return counts * (rhs[self.m:self.m + self.kb.shape[1]] - self.kb.conj().T @ x)
+
     def solve(self, rhs):
         """Kernel and bias solving the normal equations for ``rhs = [A 1]^H b``, (M, R)."""
-        m = self.m
-        rhs_k, rhs_b = rhs[:m], rhs[m:m + self.kb.shape[1]]
-        centred_rhs = rhs_k - (self.kb * self.inverse_counts) @ rhs_b
-        x = self.solve_centred(centred_rhs)
-        bias = self.inverse_counts[:, None] * (rhs_b - self.kb.conj().T @ x)
-        return x, bias
+        x = self.solve_centred(self.centred_rhs(rhs))
+        return x, self.bias_of(x, rhs)
 
 
 class Factorization(_Centred):
@@ -215,11 +240,10 @@ class Factorization(_Centred):
     def __init__(self, gram, m, n_rows, bias=True):
         from scipy.linalg import lapack
 
-        self.complex = np.iscomplexobj(gram)
         self._centre(gram, m, n_rows, bias)
         self._cholesky = self._inverse = self._inverse_diagonal = None
         self._eig = self._extreme_values = None
-        centred = self._build_centred()
+        centred = self.build_centred()
         lange = lapack.zlange if self.complex else lapack.dlange
         self.norm = float(lange("1", centred))
         potrf = lapack.zpotrf if self.complex else lapack.dpotrf
@@ -236,22 +260,6 @@ class Factorization(_Centred):
                     self._cholesky = self._inverse = self._inverse_diagonal = None
         if self._cholesky is None and self._inverse is None:
             self._decompose()
-
-    def _build_centred(self):
-        """``C = G_kk - G_kb diag(1/n) G_kb^H`` (the bias projected out), Fortran order,
-        updated in place by one rank-one update per bias group."""
-        from scipy.linalg import blas
-
-        centred = np.array(self._gram[:self.m, :self.m], order="F")
-        for g in np.flatnonzero(self.has_rows):
-            column = self.kb[:, g]
-            if self.complex:
-                centred = blas.zgerc(-self.inverse_counts[g], column, column, a=centred,
-                                     overwrite_a=1)
-            else:
-                centred = blas.dger(-self.inverse_counts[g], column, column, a=centred,
-                                    overwrite_a=1)
-        return centred
 
     def tolerance(self, highest):
         """Eigenvalues of the centred Gram matrix at or below this are treated as zero."""
@@ -281,7 +289,7 @@ class Factorization(_Centred):
     def _extremes(self):
         """The smallest and largest eigenvalues of the centred Gram matrix."""
         if self.m <= 400:
-            values = np.linalg.eigvalsh(self._build_centred())
+            values = np.linalg.eigvalsh(self.build_centred())
             return float(values[0]), float(values[-1])
         return 1.0 / self._largest_of_inverse(), self._largest()
 
@@ -329,7 +337,7 @@ class Factorization(_Centred):
                                    / values[keep].reshape((-1,) + (1,) * (np.ndim(rhs) - 1)))
 
     def _decompose(self):
-        values, vectors = np.linalg.eigh(self._build_centred())
+        values, vectors = np.linalg.eigh(self.build_centred())
         values, vectors = np.clip(values[::-1], 0, None), vectors[:, ::-1]
         keep = values > self.tolerance(values[0] if values.size else 0.0)
         self._eig = (values, vectors, keep)

@@ -15,6 +15,8 @@ SCRIPTS = {
                               "convolution_portrait_quick.gif"],
     "one_pass_benchmark": ["one_pass_benchmark_quick.md", "one_pass_benchmark_quick.csv"],
     "dask_benchmark": ["dask_benchmark_quick.md", "dask_benchmark_quick.csv"],
+    "constrained_fits": ["constrained_fits_quick.png", "constrained_fits_quick.md",
+                         "constrained_fits_quick.csv"],
 }
 
 
