@@ -36,6 +36,7 @@ FIT_EXAMPLES = """examples:
   kernelfit fit before.png after.png --size 5 --origin auto
   kernelfit fit photo.jpg styled.jpg --size 7 --color separate --bias --strict
   kernelfit fit in.npy out.npy --size 9 --method ridge --reg gcv --mask valid.png
+  kernelfit fit in.npy out.npy --size 5 --weights inverse_variance.npy
   kernelfit fit sharp.png blurred.png --size 15 --separable --nonneg --sum 1
   kernelfit fit before.zarr after.zarr --size 15 --scheduler tcp://10.0.0.1:8786"""
 APPLY_EXAMPLES = """examples:
@@ -183,6 +184,7 @@ CLI_WORDS = [
     (r"\(see mask= and saturated=\)", "(see --mask)"),
     (r"\bbias=True\b", "--bias"),
     (r"\bmask=", "--mask"),
+    (r"\bweights(\[\d+\])?(?= must| has)", "--weights"),
     (r"\b(size|origin|boundary|mode|convention)='(\w+)'", r"--\1 \2"),
     (r"\borigin=\(([-\d, ]+)\)", _tuple_flag("--origin")),
     (r"\borigin=(-?\d+)", r"--origin \1"),
@@ -249,6 +251,8 @@ def build_parser():
                      "channels (default), one per channel, or a channel-mixing kernel")
     fit.add_argument("--mask", metavar="FILE", help="image or array over OUTPUT: nonzero "
                      "samples are used")
+    fit.add_argument("--weights", metavar="FILE", help="array (or image) over OUTPUT: a "
+                     "weight >= 0 per sample, e.g. inverse variances (0 leaves it out)")
     constrain = fit.add_argument_group(
         "constraints", "fit a kernel that is constrained (with --method lstsq; they combine, "
         "except --symmetric with --separable or --rank)")
@@ -477,6 +481,12 @@ def _fit_files(args, lazy, resources):
         mask = (mask_values if lazy else np.asarray(mask_values)) != 0
         if mask.ndim == 3 and target.ndim == 2:
             mask = mask.any(axis=-1)
+    weights = None
+    if args.weights:
+        weights, _ = read(args.weights, "weights")
+        if weights.ndim == 3 and target.ndim == 2:
+            raise UsageError(f"--weights {args.weights} has channels; OUTPUT "
+                             f"{args.output} is grey: give one weight per sample")
     size = args.size if args.size == "auto" or len(args.size) > 1 else args.size[0]
     origin = args.origin if args.origin == "auto" or len(args.origin) > 1 else args.origin[0]
     if args.reg is not None and args.method != "ridge":
@@ -491,15 +501,17 @@ def _fit_files(args, lazy, resources):
                      options=_method_options(args.method, args.reg), bias=args.bias,
                      channel_axis=channel_axis, channels=channels, mask=mask, origin=origin,
                      max_size=args.max_size, progress=_progress(args),
-                     constraints=_constraints(args))
+                     constraints=_constraints(args), weights=weights)
     peak = _peak(target)
-    psnr = (10 * np.log10(peak ** 2 / fit.residual_rms ** 2) if fit.residual_rms > 0
+    # (a weighted residual RMS is on the weights' scale: no PSNR of the image from it)
+    psnr = (np.nan if fit.weighted else
+            10 * np.log10(peak ** 2 / fit.residual_rms ** 2) if fit.residual_rms > 0
             else np.inf)
     identification, problem = _identify_fit(fit)
     if args.kernel_file:
         # written before the report: naming the kernel is extra, never a reason to lose it
         from ._io import write_kernel
-        extra = {"psnr_db": None if not np.isfinite(psnr) else round(float(psnr), 3),
+        extra = {"psnr_db": round(float(psnr), 3) if np.isfinite(psnr) else None,
                  "input": args.input, "output": args.output,
                  "output_dtype": str(target.dtype)}
         if identification is not None:
@@ -690,8 +702,11 @@ def report(fit, input_path, output_path, image, target, psnr, identification=Non
     lines.append("")
     if finite.size:
         lines.append(f"stderr: largest {finite.max():.3g}, median {np.median(finite):.3g}")
-    lines.append(f"fit: residual RMS {fit.residual_rms:.4g}, R^2 {fit.r2:.6f}, PSNR "
-                 f"{psnr:.1f} dB (re-synthesised vs actual), {fit.n_equations} samples"
+    lines.append(f"fit: {'weighted ' if fit.weighted else ''}residual RMS "
+                 f"{fit.residual_rms:.4g}, R^2 {fit.r2:.6f}, "
+                 + ("" if np.isnan(psnr) else
+                    f"PSNR {psnr:.1f} dB (re-synthesised vs actual), ")
+                 + f"{fit.n_equations} samples"
                  + (f", {fit.n_masked} masked or saturated" if fit.n_masked else ""))
     lines.append(f"identifiable: {'yes' if fit.identifiable else 'NO'} (rank {fit.rank} of "
                  f"{fit.n_unknowns} unknowns, condition number {fit.condition_number:.3g})")

@@ -489,7 +489,8 @@ def solve_constrained(problem, design, first):
         coef, bias_index = _indices(problem, design, s)
         n = int(stats.n_rows[s])
         ysum = stats.rhs[s][m:].sum(axis=0)
-        ss_tot = np.maximum(stats.yy[s] - np.abs(ysum) ** 2 / max(n, 1), 0.0)
+        weights = float(stats.weight_sums[s].sum())  # (n without weights)
+        ss_tot = np.maximum(stats.yy[s] - np.abs(ysum) ** 2 / (weights or 1.0), 0.0)
         for j, solved in enumerate(solved_here):
             dof = n - solved.parameters - system.groups
             sigma2 = float(ss_res[s][j]) / dof if dof > 0 else np.nan

@@ -105,7 +105,7 @@ def _residual_task(job, *chunks):
     operator = Operator(job.support.shape, job.problem.layout, job.problem.n_in,
                         job.problem.n_out)
     tile = Tile(job.band, job.support, operator.on(block.extended), block.target,
-                block.usable)
+                block.usable, weight=block.weight)
     tile_residual(job.problem, design, tile, kernel, bias, ss_res, gradient, moments)
     return ss_res, gradient, moments
 
@@ -209,7 +209,7 @@ def _where(job, pair, box, chunks, error):
     """Where the first NaN or infinity the error is about lies: its index in the array,
     its dask chunk, and the tile's output samples."""
     tile = ", ".join(f"{a}:{b}" for a, b in zip(box.start, box.stop))
-    role = "input" if str(error).startswith("input") else "output"
+    role = next((r for r in ("input", "weights") if str(error).startswith(r)), "output")
     source = getattr(pair, role)
     if role == "input":
         maps = block_maps(pair.in_shape, job.support, box, job.pad_mode)
@@ -219,7 +219,7 @@ def _where(job, pair, box, chunks, error):
         indices = [box.slices() + (slice(None),)]
     for index in indices:
         values = source.read(index)
-        bad = ~np.isfinite(values)
+        bad = ~np.isfinite(values) | ((values < 0) if role == "weights" else False)
         if role == "output" and pair.mask is not None:
             bad &= np.broadcast_to(pair.mask.read(index), bad.shape)
         if not bad.any():
@@ -280,7 +280,7 @@ class _Tasks:
         """The pair without its arrays, and the chunks of its dask arrays (else None)."""
         if id(pair) not in self.templates:
             sources, chunks = {}, {}
-            for role in ("input", "output", "mask"):
+            for role in ("input", "output", "mask", "weights"):
                 source = getattr(pair, role)
                 if source is not None:
                     chunks[role] = source.array.chunks if is_dask(source.array) else None
@@ -298,6 +298,8 @@ class _Tasks:
                  "output": [samples]}
         if pair.mask is not None:
             reads["mask"] = [samples]
+        if pair.weights is not None:
+            reads["weights"] = [samples]
         return reads
 
     def _chunks(self, array, original, arguments):

@@ -30,6 +30,7 @@ class System:
     coef_index: np.ndarray
     bias_index: np.ndarray
     where: tuple = ()   # the rows' places: a (B, *V) mask per tile, in the rows' order
+    weights: object = None  # None, or each row's weight (n,)
 
 
 def _row_bound(problem, design):
@@ -141,7 +142,7 @@ def systems(problem, design, first=None):
     else:
         plans = [(slice(None), [j], j, 0) for j in range(problem.n_out)]
         count = problem.n_out
-    parts = [([], [], [], []) for _ in range(count)]
+    parts = [([], [], [], [], []) for _ in range(count)]
     for tile in design_tiles(problem, first, design):
         windows = tile.windows(problem)  # (B, *V, C_in, *K): taps last
         windows = np.moveaxis(windows, ndim + 1, -1)  # (B, *V, *K, C_in)
@@ -155,8 +156,10 @@ def systems(problem, design, first=None):
             parts[system][1].append(tile.target[kept][:, targets])
             parts[system][2].append(np.full(W.shape[0], group))
             parts[system][3].append(kept)
+            if tile.weight is not None:
+                parts[system][4].append(tile.weight[..., rows_of][kept])
     out = []
-    for s, (rows, targets, groups, where) in enumerate(parts):
+    for s, (rows, targets, groups, where, weights) in enumerate(parts):
         coef_index, bias_index = system_indices(problem.layout, problem.joint, support.shape,
                                                 problem.n_in, problem.n_out, s)
         A = np.concatenate(rows).astype(problem.dtype, copy=False)
@@ -164,14 +167,13 @@ def systems(problem, design, first=None):
         n_groups = problem.n_in if problem.layout == "shared" else 1
         out.append(System(A, B, np.concatenate(groups) if problem.bias else None,
                           n_groups if problem.bias else 0, coef_index, bias_index,
-                          tuple(where)))
+                          tuple(where), np.concatenate(weights) if weights else None))
     return out
 
 
-def _add_moments(moments, system, residual):
+def _add_moments(moments, system, residual, predicted):
     """The residual's moments, tile by tile in its spatial layout (the rows put back in
     their places), so that its structure along the image is seen too."""
-    predicted = system.B - residual
     if not system.where:
         moments.add(predicted.ravel(), residual.ravel())
         return
@@ -197,6 +199,8 @@ def _solve(problem, design, first, filter_factors, *, explicit=False, method):
 
     ``X = V diag(f) U^H B``; the covariance of X is ``sigma^2 V diag(|f|^2) V^H``. A bias
     is fitted exactly and unpenalised by centring each bias group (Frisch-Waugh-Lovell).
+    Weighted rows: the groups are centred on their weighted means, then every row is
+    scaled by the square root of its weight.
     """
     needed = dense_bytes(problem, design)
     if needed > DENSE_LIMIT_BYTES:
@@ -217,16 +221,19 @@ def _solve(problem, design, first, filter_factors, *, explicit=False, method):
         A, B = system.A, system.B
         n, m = A.shape
         r = B.shape[1]
-        ss_tot = np.sum(np.abs(B - B.mean(axis=0)) ** 2, axis=0) if n else np.zeros(r)
+        w = np.ones(n) if system.weights is None else system.weights
+        ss_tot = (w @ np.abs(B - (w @ B) / w.sum()) ** 2) if n else np.zeros(r)
         groups = system.groups
         n_groups = system.n_groups
         if groups is not None:
             counts = np.bincount(groups, minlength=n_groups)
+            totals = np.bincount(groups, weights=w, minlength=n_groups)  # (the counts)
             mean_A = np.zeros((n_groups, m), dtype=A.dtype)
             mean_B = np.zeros((n_groups, r), dtype=B.dtype)
             for g in np.flatnonzero(counts):
-                mean_A[g] = A[groups == g].mean(axis=0)
-                mean_B[g] = B[groups == g].mean(axis=0)
+                rows = groups == g
+                mean_A[g] = (w[rows] @ A[rows]) / totals[g]
+                mean_B[g] = (w[rows] @ B[rows]) / totals[g]
             # In place: the patch matrix is this solver's own copy of the used windows.
             nonempty = np.flatnonzero(counts)
             if nonempty.size == 1:
@@ -235,6 +242,10 @@ def _solve(problem, design, first, filter_factors, *, explicit=False, method):
                 for g in nonempty:
                     A[groups == g] -= mean_A[g]
             B = B - mean_B[groups]
+        if system.weights is not None:
+            root = np.sqrt(w)[:, np.newaxis]
+            A *= root
+            B = B * root
         U, s, Vh = _svd(A)
         tol = max(n, m) * np.finfo(s.dtype).eps * (s[0] if s.size else 0.0)
         rank = int(np.sum(s > tol))
@@ -262,12 +273,14 @@ def _solve(problem, design, first, filter_factors, *, explicit=False, method):
             estimable = (captured >= (1 - 1e-6) * np.sum(np.abs(mean_A) ** 2, axis=1)) & (
                 counts > 0)
             b = np.where(counts[:, None] > 0, mean_B - mean_A @ X, np.nan)
-            b_var = (1.0 / np.maximum(counts, 1))[:, None] + (
+            b_var = (1.0 / np.where(counts > 0, totals, 1.0))[:, None] + (
                 np.abs(projected.T) ** 2 @ (np.abs(f) ** 2))[:, None]
             b_stderr = np.sqrt(b_var * sigma2[None, :])
             b_stderr[~estimable] = np.nan
             bias_rank = int(np.count_nonzero(estimable))
-        _add_moments(moments, system, residual)
+        # the checks see the residual scaled by sqrt(w) (one variance), against the level
+        unscaled = residual if system.weights is None else residual / root
+        _add_moments(moments, system, residual, system.B - unscaled)
         builder.add(system.coef_index, X, coef_stderr, system.bias_index, b, b_stderr,
                     ss_res=float(ss_res.sum()), ss_tot=float(ss_tot.sum()),
                     n_equations=n * r, n_unknowns=(m + n_groups) * r,

@@ -20,7 +20,7 @@ __all__ = ["fit_kernel"]
 def fit_kernel(input, output, size, *, mode=None, boundary=None, fillvalue=0,
                convention="convolution", origin=0, bias=False, channel_axis=None,
                channels="shared", mask=None, saturated="auto", method="lstsq", options=None,
-               max_size=15, checks=True, progress=False, constraints=None):
+               max_size=15, checks=True, progress=False, constraints=None, weights=None):
     r"""Recover the kernel of a linear filter from its input and output.
 
     Every output sample is a linear function of a window of the input, so the kernel is
@@ -89,6 +89,14 @@ def fit_kernel(input, output, size, *, mode=None, boundary=None, fillvalue=0,
         True where an output sample may be used; shaped like the output (or its spatial
         axes, for every channel alike). Masked samples may hold NaN. A dask array stays
         lazy, with chunks of its own.
+    weights : array_like of float, or a sequence of them, optional
+        A weight >= 0 per output sample, shaped like the output (or its spatial axes, for
+        every channel alike), e.g. inverse variances: the fit then minimises the weighted
+        sum of squares. A weight of 0 leaves the sample out (as `mask` does). Weights are
+        relative: scaling them all changes nothing, and the standard errors take the
+        residual's own scale. Every path takes them; the normal equations then sum the
+        weighted windows directly (a weighted Gram matrix has no FFT form), which costs
+        more than an unweighted fit for large kernels. A dask array stays lazy.
     saturated : 'auto', bool or (low, high), optional
         'auto' leaves out samples of an integer output at its dtype's limits (clipped,
         e.g. 0 and 255); False keeps every sample; True is 'auto' for any dtype, with the
@@ -202,7 +210,9 @@ def fit_kernel(input, output, size, *, mode=None, boundary=None, fillvalue=0,
     -----
     With windows :math:`w_n` of the (extended) input, the fit solves
 
-    .. math:: \min_{k, c} \sum_{n \in \text{usable}} |y_n - w_n \cdot k - c|^2 .
+    .. math:: \min_{k, c} \sum_{n \in \text{usable}} v_n |y_n - w_n \cdot k - c|^2 ,
+
+    with the `weights` :math:`v_n` (1 without them).
 
     Everything it needs is the Gram matrix of the windows, their correlation with the
     outputs and the outputs' energy: sums over samples, gathered in one pass over the
@@ -245,7 +255,7 @@ def fit_kernel(input, output, size, *, mode=None, boundary=None, fillvalue=0,
                       channel_axis=channel_axis, channels=channels, mask=mask,
                       saturated=saturated, method=method, options=options,
                       max_size=max_size, checks=checks, progress=progress,
-                      constraints=constraints)
+                      constraints=constraints, weights=weights)
     planned = plan(problem)
     _check_memory(problem, planned[0], planned[3])
     first = first_pass(problem, *planned)  # the one pass over the pixels
@@ -331,4 +341,4 @@ def _result(problem, choice, estimate, total):
         stop_reason=estimate.stop_reason, device=estimate.device,
         size_scores=choice.size_scores, boundary_scores=choice.boundary_scores,
         frame=choice.frame, size_limit=choice.size_limit, constraints=estimate.constraints,
-        rank_scores=estimate.rank_scores)
+        rank_scores=estimate.rank_scores, weighted=problem.weighted)

@@ -526,7 +526,7 @@ _FIELDS = ("convention", "method", "mode", "boundary", "fillvalue", "origin", "f
            "channels", "channel_axis", "bias", "bias_stderr", "stderr", "residual_rms", "r2",
            "n_equations", "n_unknowns", "rank", "identifiable", "condition_number",
            "n_masked", "reg", "n_steps", "stop_reason", "device", "boundary_scores",
-           "constraints")
+           "constraints", "weighted")
 
 
 def fit_to_dict(fit, extra=None):
@@ -653,7 +653,7 @@ def fit_from_dict(content):
         rank=number("rank", n_unknowns, int),
         condition_number=number("condition_number", np.nan),
         n_masked=number("n_masked", 0, int), boundary_scores=scores, frame=frame,
-        constraints=constraints)
+        constraints=constraints, weighted=content.get("weighted") is True)
 
 
 def _is_int(value):

@@ -113,7 +113,8 @@ def _add_system(builder, problem, design, stats, s, factor, x, b, ss_res):
     counts = stats.counts[s]
     n = int(counts.sum())
     ysum = stats.rhs[s][m:].sum(axis=0)
-    ss_tot = np.maximum(stats.yy[s] - np.abs(ysum) ** 2 / max(n, 1), 0.0)
+    weights = float(stats.weight_sums[s].sum())  # (n without weights)
+    ss_tot = np.maximum(stats.yy[s] - np.abs(ysum) ** 2 / (weights or 1.0), 0.0)
     for j in range(x.shape[1]):
         rank, coef_se, bias_se = standard_errors(factor, float(ss_res[j]))
         builder.add(coef[:, j], x[:, j], coef_se, bias_index[:, j],
@@ -181,13 +182,19 @@ def tile_residual(problem, design, tile, kernel, bias, ss_res, gradient, moments
     masked = not used.all()
     if masked:
         residual[~used] = 0
-    flat = residual.reshape(-1, residual.shape[-1])
+    # weighted: the residual scaled by sqrt(w) (its energy is the weighted RSS, and the
+    # checks see residuals of one variance); A^H W r for the gradient
+    scaled = residual if tile.weight is None else residual * np.sqrt(tile.weight)
+    flat = scaled.reshape(-1, scaled.shape[-1])
     energy = np.real(np.einsum("ij,ij->j", flat.conj(), flat))
     sums = flat.sum(axis=0)
     if moments is not None:
-        moments.add(predicted, residual, used if masked else None,
+        moments.add(predicted, scaled, used if masked else None,
                     sums=(int(used.sum()), sums.sum(), energy.sum()))
     del predicted
+    if tile.weight is not None:
+        residual = residual * tile.weight
+        sums = residual.reshape(-1, residual.shape[-1]).sum(axis=0)
     for o, (system, slot) in enumerate(slots):
         ss_res[system, 0 if shared else (slot if columns > 1 else 0)] += energy[o]
     if gradient is not None:

@@ -76,6 +76,7 @@ class Block:
     extended: np.ndarray   # (1, *S_block, C_in)
     target: np.ndarray     # (1, *S_valid, C_out)
     usable: np.ndarray     # (1, *S_valid, C_out) bool
+    weight: object = None  # None, or (1, *S_valid, C_out) float: each sample's weight
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,6 +88,7 @@ class Pair:
     mask: object           # None or a Source of bool, last axis C_out or 1
     limits: object         # None or (low, high): output samples at or past them are clipped
     name: str              # '' for a single pair, '[i]' for the i-th of several
+    weights: object = None  # None or a Source of weights >= 0, last axis C_out or 1
 
     @property
     def in_shape(self):
@@ -139,6 +141,16 @@ class Pair:
             usable &= np.broadcast_to(self.mask.read(index), raw.shape)
         if self.limits is not None:
             usable &= (raw > self.limits[0]) & (raw < self.limits[1])
+        weight = None
+        if self.weights is not None:
+            weight = out.weight if out is not None else np.empty(raw.shape)
+            weight[...] = np.broadcast_to(self.weights.read(index), raw.shape)
+            if not (np.isfinite(weight.sum()) and weight.min() >= 0):
+                bad = ~(np.isfinite(weight) & (weight >= 0))
+                raise ValueError(f"weights{self.name} must be finite and >= 0 (0 leaves a "
+                                 f"sample out, like mask=); got {float(weight[bad].flat[0])!r}")
+            usable &= weight > 0
+            weight[~usable] = 0
         if not np.isfinite(target.sum()):
             finite = np.isfinite(target)
             if not finite[usable].all():
@@ -148,7 +160,8 @@ class Pair:
         _check_scale(target, f"output{self.name}")
         if out is not None:
             return out
-        return Block(extended[np.newaxis], target[np.newaxis], usable[np.newaxis])
+        return Block(extended[np.newaxis], target[np.newaxis], usable[np.newaxis],
+                     None if weight is None else weight[np.newaxis])
 
 
 # The sums of squares of a block's samples must stay well inside float64: the Gram matrix,
@@ -212,6 +225,11 @@ class Problem:
     constraints: object = None  # a Constraints, or None: the free fit
 
     @property
+    def weighted(self):
+        """Whether the samples carry weights (``fit_kernel(weights=...)``)."""
+        return any(pair.weights is not None for pair in self.pairs)
+
+    @property
     def pad_mode(self):
         return None if self.boundary in (None, "auto") else BOUNDARIES[self.boundary]
 
@@ -251,7 +269,7 @@ CHANNELS = LAYOUTS
 
 def prepare(input, output, size, *, mode, boundary, fillvalue, convention, origin, bias,
             channel_axis, channels, mask, saturated, method, options, max_size, checks,
-            progress=None, constraints=None):
+            progress=None, constraints=None, weights=None):
     """Check every argument of fit_kernel once; return the Problem."""
     options = check_options(method, options)
     constraints = check_constraints(constraints, method)
@@ -285,6 +303,7 @@ def prepare(input, output, size, *, mode, boundary, fillvalue, convention, origi
                          f"channels); got channel_axis=None")
     inputs, outputs = _as_pairs(input, output)
     masks = _as_masks(mask, len(inputs))
+    weights = _as_masks(weights, len(inputs), "weights")
     n = len(inputs)
     inputs = [_unmasked_input(x, _name("input", i, n)) for i, x in enumerate(inputs)]
     for i, y in enumerate(outputs):
@@ -304,7 +323,7 @@ def prepare(input, output, size, *, mode, boundary, fillvalue, convention, origi
                          "default) or origin='auto', or give the size")
 
     pairs, grey = [], None
-    for i, (x, y, m) in enumerate(zip(inputs, outputs, masks)):
+    for i, (x, y, m, w) in enumerate(zip(inputs, outputs, masks, weights)):
         x = first if i == 0 else _as_array(x, _name("input", i, n))
         if len(x.shape) != len(first.shape):
             raise ValueError(f"{_name('input', i, n)} has {len(x.shape)} dimensions and "
@@ -318,7 +337,8 @@ def prepare(input, output, size, *, mode, boundary, fillvalue, convention, origi
         mask_source = _mask(m, y_source, channel_axis, grey_here, i, n)
         pairs.append(Pair(x_source, y_source, mask_source,
                           saturation_limits(saturated, _Whole(y_source)),
-                          "" if n == 1 else f"[{i}]"))
+                          "" if n == 1 else f"[{i}]",
+                          _weights(w, y_source, channel_axis, grey_here, i, n)))
     n_in, n_out = pairs[0].input.shape[-1], pairs[0].output.shape[-1]
     for pair in pairs[1:]:
         if pair.input.shape[-1] != n_in or pair.output.shape[-1] != n_out:
@@ -338,6 +358,8 @@ def prepare(input, output, size, *, mode, boundary, fillvalue, convention, origi
         p.input.dtype.kind == "c" or p.output.dtype.kind == "c" for p in pairs)
         or isinstance(fillvalue, complex) else np.float64)
     joint = n_out == 1 or (all(p.mask is None or p.mask.shape[-1] == 1 for p in pairs)
+                           and all(p.weights is None or p.weights.shape[-1] == 1
+                                   for p in pairs)
                            and all(p.limits is None for p in pairs))
     check_for_data(constraints, n_spatial=n_spatial, size=size, layout=layout, n_in=n_in,
                    dtype=dtype)
@@ -349,7 +371,8 @@ def prepare(input, output, size, *, mode, boundary, fillvalue, convention, origi
         bias=bool(bias), dtype=dtype, size=size, origin=origin, max_size=int(max_size),
         checks=bool(checks), method=method, options=options, joint=joint,
         progress=progress, dask=any(is_dask(source.array) for pair in pairs
-                                    for source in (pair.input, pair.output, pair.mask)
+                                    for source in (pair.input, pair.output, pair.mask,
+                                                   pair.weights)
                                     if source is not None),
         constraints=constraints)
 
@@ -517,13 +540,15 @@ def _as_pairs(input, output):
     return list(input), list(output)
 
 
-def _as_masks(mask, n_pairs):
+def _as_masks(mask, n_pairs, name="mask"):
+    """One mask (or weights) per pair."""
     if mask is None:
         return [None] * n_pairs
     if n_pairs == 1:
         return [mask]
     if not (isinstance(mask, (list, tuple)) and len(mask) == n_pairs):
-        raise ValueError(f"mask must be a sequence of {n_pairs} masks, one per pair")
+        raise ValueError(f"{name} must be a sequence of {n_pairs} "
+                         f"{'masks' if name == 'mask' else 'arrays'}, one per pair")
     return list(mask)
 
 
@@ -575,6 +600,37 @@ def _mask(mask, output, channel_axis, grey, i, n):
     if source is None or source.shape not in (shape, shape[:-1] + (1,)):
         raise ValueError(f"{name} has shape {mask.shape}; expected the output's shape or its "
                          f"spatial shape")
+    return source
+
+
+def _weights(weights, output, channel_axis, grey, i, n):
+    """The weights as a Source, channels last, shaped like the output or its spatial axes;
+    their values (finite, >= 0) are checked as they are read."""
+    if weights is None:
+        return None
+    name = "weights" if n == 1 else f"weights[{i}]"
+    weights = _as_array(weights, name)
+    if np.dtype(weights.dtype).kind in "bc":
+        raise TypeError(f"{name} must be real numbers (integer or float); got dtype "
+                        f"{weights.dtype}" + (": a boolean selection is mask="
+                                              if weights.dtype == bool else ""))
+    if isinstance(weights, np.ndarray) and not isinstance(weights, np.memmap):
+        # in memory: every value checked now (those the fit reads would be, as read)
+        if not (np.isfinite(weights).all() and weights.min() >= 0):
+            bad = tuple(int(i) for i in np.argwhere(~(np.isfinite(weights)
+                                                      & (weights >= 0)))[0])
+            raise ValueError(f"{name} must be finite and >= 0 (0 leaves a sample out, like "
+                             f"mask=); got {float(weights[bad])!r} at index {bad}")
+    shape = output.shape  # (*S_out, C_out)
+    if channel_axis is not None and not grey and len(weights.shape) == len(shape):
+        source = Source(weights, channel_axis)
+    elif len(weights.shape) == len(shape) - 1:
+        source = Source(weights)
+    else:
+        source = None
+    if source is None or source.shape not in (shape, shape[:-1] + (1,)):
+        raise ValueError(f"{name} has shape {tuple(weights.shape)}; expected the output's "
+                         f"shape or its spatial shape")
     return source
 
 

@@ -71,7 +71,8 @@ class KernelFit:
     channels : str or None
         'shared', 'separate' or 'full' (None without channels).
     residual_rms : float
-        Root mean square of the residuals over the fitted samples.
+        Root mean square of the residuals over the fitted samples (with `weighted`, of the
+        residuals times the square roots of their weights).
     r2 : float
         Coefficient of determination of the fitted samples.
     n_equations, n_unknowns, rank : int
@@ -115,6 +116,9 @@ class KernelFit:
         the rank found for ``'rank': 'auto'``); None for a free fit.
     rank_scores : dict or None
         ``constraints={'rank': 'auto'}``: the BIC of each rank tried (lower is better).
+    weighted : bool
+        Whether the samples carried weights (``fit_kernel(weights=...)``): the fit, `r2`
+        and `residual_rms` are then weighted.
     """
 
     kernel: np.ndarray
@@ -148,6 +152,7 @@ class KernelFit:
     size_limit: object = None
     constraints: object = None
     rank_scores: object = None
+    weighted: bool = False
 
     def __post_init__(self):
         for name in ("kernel", "stderr", "bias", "bias_stderr", "reg", "loss_history"):
@@ -275,7 +280,8 @@ class KernelFit:
                 return np.array2string(np.asarray(value), formatter={
                     "float_kind": "{:.4g}".format, "complex_kind": "{:.4g}".format})
             lines.append(f"  bias: {general(self.bias)} (stderr {general(self.bias_stderr)})")
-        lines.append(f"  fit: residual RMS {self.residual_rms:.4g}, R^2 {self.r2:.6f}, "
+        lines.append(f"  fit: {'weighted ' if self.weighted else ''}residual RMS "
+                     f"{self.residual_rms:.4g}, R^2 {self.r2:.6f}, "
                      f"{self.n_equations} equations"
                      + (f", {self.n_masked} samples masked" if self.n_masked else ""))
         status = "identifiable" if self.identifiable else "NOT identifiable"

@@ -413,7 +413,10 @@ def _edge_rule(problem, first, support, size_scores):
                     predicted = operator.on(block.extended).forward(kernel)
                     if problem.bias:
                         predicted = predicted + bias
-                residual = (block.target - predicted)[block.usable]
+                residual = block.target - predicted
+                if block.weight is not None:  # on the interior's (weighted) scale
+                    residual = residual * np.sqrt(block.weight)
+                residual = residual[block.usable]
                 squared += float(np.sum(np.abs(residual) ** 2))
                 count += residual.size
         if count > 0:

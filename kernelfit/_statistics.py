@@ -43,6 +43,9 @@ class Statistics:
         ``[A 1]^H B``: the bias rows are the sums of the targets.
     yy : (S, R) ndarray
         Sums of ``|B|^2``.
+    n : (S, groups) ndarray
+        Samples per bias group. With weights, every sum above is weighted (the bias block's
+        diagonal holds the weights' sums); `n` still counts the samples.
     """
 
     support: Support
@@ -51,6 +54,7 @@ class Statistics:
     gram: np.ndarray
     rhs: np.ndarray
     yy: np.ndarray
+    n: np.ndarray
 
     def __add__(self, other):
         return self.copy().add(other)
@@ -60,14 +64,14 @@ class Statistics:
 
     def copy(self):
         return dataclasses.replace(self, gram=self.gram.copy(), rhs=self.rhs.copy(),
-                                   yy=self.yy.copy())
+                                   yy=self.yy.copy(), n=self.n.copy())
 
     def add(self, other, sign=1):
         """Add `other` into these statistics' own arrays (in place); return them."""
         if (self.support, self.channels, self.groups) != (other.support, other.channels,
                                                           other.groups):
             raise ValueError("statistics of different supports or layouts do not add")
-        for name in ("gram", "rhs", "yy"):
+        for name in ("gram", "rhs", "yy", "n"):
             mine = getattr(self, name)
             if sign > 0:
                 mine += getattr(other, name)
@@ -81,10 +85,17 @@ class Statistics:
 
     @property
     def counts(self):
-        """Samples per system and bias group, (S, groups)."""
+        """Samples per system and bias group, (S, groups). (The Gram matrix's bias block
+        holds their weights' sums, which are the counts when the samples carry no
+        weights.)"""
+        return self.n.round().astype(np.int64)
+
+    @property
+    def weight_sums(self):
+        """The weights' sums per system and bias group, (S, groups): the counts without
+        weights."""
         m = self.n_kernel
-        return np.real(np.diagonal(self.gram[:, m:, m:], axis1=1, axis2=2)).round().astype(
-            np.int64)
+        return np.real(np.diagonal(self.gram[:, m:, m:], axis1=1, axis2=2))
 
     @property
     def n_rows(self):
@@ -105,7 +116,7 @@ class Statistics:
         index = np.concatenate([kernel, bias])
         return Statistics(support, self.channels, self.groups,
                           self.gram[:, index[:, np.newaxis], index],
-                          self.rhs[:, index], self.yy.copy())  # (all three its own)
+                          self.rhs[:, index], self.yy.copy(), self.n.copy())  # (its own)
 
 
 def unknowns(support, layout, n_in):
@@ -121,7 +132,8 @@ def zeros(support, layout, n_in, n_out, joint, dtype):
     systems = 1 if layout == "shared" or (layout == "full" and joint) else n_out
     columns = n_out if layout == "full" and joint else 1
     return Statistics(support, channels, groups, np.zeros((systems, size, size), dtype),
-                      np.zeros((systems, size, columns), dtype), np.zeros((systems, columns)))
+                      np.zeros((systems, size, columns), dtype), np.zeros((systems, columns)),
+                      np.zeros((systems, groups)))
 
 
 def gram_bytes(problem, support, evidence=None):
@@ -246,13 +258,14 @@ def read_batch(problem, support, pieces, pad_mode):
     if not rest:
         return first
     count = len(pieces)
-    batch = type(first)(*(np.empty((count,) + a.shape[1:], dtype=a.dtype)
-                          for a in (first.extended, first.target, first.usable)))
-    for name in ("extended", "target", "usable"):
+    names = ("extended", "target", "usable") + (() if first.weight is None else ("weight",))
+    batch = type(first)(*(np.empty((count,) + getattr(first, name).shape[1:],
+                                   dtype=getattr(first, name).dtype) for name in names))
+    for name in names:
         getattr(batch, name)[0] = getattr(first, name)[0]
     for i, (pair, box) in enumerate(rest, start=1):
         pair.block(support, box, pad_mode, problem.fillvalue, problem.dtype,
-                   out=type(first)(batch.extended[i], batch.target[i], batch.usable[i]))
+                   out=type(first)(*(getattr(batch, name)[i] for name in names)))
     return batch
 
 
@@ -272,6 +285,7 @@ class Tile:
     usable: np.ndarray
     pieces: tuple = ()
     pad_mode: object = None
+    weight: object = None
 
     def windows(self, problem):
         """Every 'valid' window of the tile's block, (B, *S_valid, C_in, *K)."""
@@ -330,7 +344,7 @@ def accumulate(problem, support, boxes, pad_mode, keep=False, evidence=None):
             if applied._spectra is not None and block_bytes > KEPT_BLOCKS:
                 applied.block = None  # its transform is all the residual pass needs
             kept.append(Tile(band, support, applied, block.target, block.usable, pieces,
-                             pad_mode))
+                             pad_mode, block.weight))
         done(len(pieces))
     total.add(band0)
     return band0, total, kept, extra
@@ -348,7 +362,7 @@ def batch_statistics(problem, support, block, into):
     operator = Operator(support.shape, problem.layout, problem.n_in, problem.n_out)
     applied = operator.on(block.extended)
     tile_statistics(applied, block.target, block.usable, support, problem.layout,
-                    problem.joint, into=into)
+                    problem.joint, into=into, weight=block.weight)
     return applied
 
 
@@ -399,7 +413,7 @@ def evidence_statistics(problem, evidence, pieces, pad_mode):
     for pair, box in pieces:
         block = pair.block(evidence, box, pad_mode, problem.fillvalue, problem.dtype)
         tile_statistics(operator.on(block.extended), block.target, block.usable, evidence,
-                        problem.layout, problem.joint, into=extra)
+                        problem.layout, problem.joint, into=extra, weight=block.weight)
     return extra
 
 
@@ -462,7 +476,7 @@ def _frames(problem, first, design):
                 block = pair.block(support, piece, design.pad_mode, problem.fillvalue,
                                    problem.dtype)
                 yield Tile(0, support, operator.on(block.extended), block.target,
-                           block.usable)
+                           block.usable, weight=block.weight)
 
 
 def design_pass(problem, first, design):
@@ -483,7 +497,7 @@ def design_pass(problem, first, design):
         total = total.copy() if total is first.total else total
         for tile in frames:
             tile_statistics(tile.applied, tile.target, tile.usable, support, problem.layout,
-                            problem.joint, into=total)
+                            problem.joint, into=total, weight=tile.weight)
     return DesignPass(total, None if first.tiles is None else first.tiles + frames)
 
 
@@ -505,7 +519,7 @@ def design_tiles(problem, first, design, known=None):
                             problem.n_out)
         for band, block in batches(problem, design.support, design.boxes, design.pad_mode):
             yield Tile(band, design.support, operator.on(block.extended), block.target,
-                       block.usable)
+                       block.usable, weight=block.weight)
 
 
 def embed(kernel, support, outer):
@@ -529,19 +543,22 @@ def _within(support, outer):
 
 # --- one tile ---------------------------------------------------------------------------------
 
-def tile_statistics(applied, target, usable, support, layout, joint, into=None):
+def tile_statistics(applied, target, usable, support, layout, joint, into=None,
+                    weight=None):
     """Statistics of the 'valid' windows of one block of the operator (`applied`), added
     into `into` (in place) or into new ones; returned.
 
     `target` and `usable` are (B, *S_valid, C_out): the outputs at the windows and which of
-    them count. Small problems sum the windows directly; large ones use the block's FFT.
+    them count; `weight` (same shape, or None) weights each. Small problems, and weighted
+    ones (a weighted Gram matrix has no FFT form), sum the windows directly; large ones use
+    the block's FFT.
     """
     op = applied.operator
     if into is None:
         into = zeros(support, layout, op.n_in, op.n_out, joint, applied.block.dtype)
     m = support.size * (op.n_in if layout == "full" else 1)
-    if m <= DIRECT_UNKNOWNS or not applied.use_fft:
-        _direct(into, applied, target, usable, layout)
+    if m <= DIRECT_UNKNOWNS or not applied.use_fft or weight is not None:
+        _direct(into, applied, target, usable, layout, weight)
     else:
         _spectral(into, applied, target, usable, layout)
     return into
@@ -559,8 +576,9 @@ def _system_rows(layout, joint, n_in, n_out):
     return [(slice(None), j, j) for j in range(n_out)]
 
 
-def _direct(stats, applied, target, usable, layout):
-    """Sums over the used windows themselves, a chunk of rows at a time (into `stats`)."""
+def _direct(stats, applied, target, usable, layout, weight=None):
+    """Sums over the used windows themselves (weighted by `weight` when given), a chunk of
+    rows at a time (into `stats`)."""
     op = applied.operator
     gram, rhs, yy = stats.gram, stats.rhs, stats.yy
     ndim = len(op.shape)
@@ -568,6 +586,7 @@ def _direct(stats, applied, target, usable, layout):
     lead = windows.shape[:ndim + 1]
     flat_target = target.reshape(-1, target.shape[-1])
     flat_usable = usable.reshape(-1, usable.shape[-1])
+    flat_weight = None if weight is None else weight.reshape(-1, weight.shape[-1])
     m = stats.n_kernel
     joint = layout == "full" and gram.shape[0] == 1
     for s, (channel, outputs, rows_of) in enumerate(_system_rows(layout, joint, op.n_in,
@@ -580,15 +599,24 @@ def _direct(stats, applied, target, usable, layout):
             rows = selected[start:start + step]
             W = windows[np.unravel_index(rows, lead)][..., channel].reshape(rows.size, -1)
             y = flat_target[rows][:, outputs].reshape(rows.size, -1)
-            Wh = W.conj().T
+            if flat_weight is None:
+                Wh, total = W.conj().T, rows.size
+            else:  # A^H diag(w) A, A^H diag(w) y, ...: the weights on one side
+                w = flat_weight[rows, rows_of]
+                Wh, total = (W * w[:, np.newaxis]).conj().T, float(w.sum())
             gram[system, :m, :m] += Wh @ W
             rhs[system, :m] += Wh @ y
-            sums = W.sum(axis=0)
+            sums = np.conj(Wh.sum(axis=1))
             gram[system, m + group, :m] += sums
             gram[system, :m, m + group] += np.conj(sums)
-            gram[system, m + group, m + group] += rows.size
-            rhs[system, m + group] += y.sum(axis=0)
-            yy[system] += np.sum(np.abs(y) ** 2, axis=0)
+            gram[system, m + group, m + group] += total
+            stats.n[system, group] += rows.size
+            if flat_weight is None:
+                rhs[system, m + group] += y.sum(axis=0)
+                yy[system] += np.sum(np.abs(y) ** 2, axis=0)
+            else:
+                rhs[system, m + group] += w @ y
+                yy[system] += w @ (np.abs(y) ** 2)
 
 
 def _spectral(stats, applied, target, usable, layout):
@@ -650,6 +678,7 @@ def _spectral(stats, applied, target, usable, layout):
         gram[system, m + group, :m] += sums
         gram[system, :m, m + group] += np.conj(sums)
         gram[system, m + group, m + group] += n_kept
+        stats.n[system, group] += n_kept
         flat = y.reshape(-1, y.shape[-1])  # masked samples are zero: they add nothing
         rhs[system, m + group] += flat.sum(axis=0)
         yy[system] += np.real(np.einsum("ij,ij->j", flat.conj(), flat))

@@ -173,7 +173,8 @@ class _Model:
 
     def _batch(self, block):
         """(inputs, targets, weights) in TF's (batch, *spatial, channels) layout."""
-        arrays = (block.extended[0], block.target[0], block.usable[0].astype(float))
+        arrays = (block.extended[0], block.target[0], block.usable[0].astype(float)
+                  if block.weight is None else block.weight[0])
         if self.problem.layout == "shared":  # channels become the batch: one kernel for all
             arrays = [np.moveaxis(a, -1, 0)[..., np.newaxis] for a in arrays]
         else:
@@ -258,20 +259,22 @@ class _Model:
                                   problem.dtype)
         kernel = self.kernel()
         residuals = list(self._residuals())
-        samples = np.concatenate([target for target, _ in residuals])
+        samples = np.concatenate([target for target, _, _ in residuals])
         moments = Moments(float(np.real(samples.mean())), float(np.std(samples)))
-        for (coef, bias_index), (target, predicted) in zip(self._systems(), residuals):
+        for (coef, bias_index), (target, predicted, weight) in zip(self._systems(),
+                                                                   residuals):
             index = np.concatenate([coef, n_kernel + bias_index]) if problem.bias else coef
-            residual = target - predicted
+            residual = np.sqrt(weight) * (target - predicted)  # (weighted: one variance)
             moments.add(predicted, residual)
             ss_res = float(np.sum(np.abs(residual) ** 2))
+            mean = (weight @ target) / weight.sum()
             factor = Factorization(gram[np.ix_(index, index)], coef.size, target.size,
                                    problem.bias)
             rank, coef_se, bias_se = standard_errors(factor, ss_res)
             builder.add(coef, kernel.flat[coef].astype(problem.dtype), coef_se, bias_index,
                         None if bias is None else bias.flat[bias_index], bias_se,
                         ss_res=ss_res,
-                        ss_tot=float(np.sum(np.abs(target - target.mean()) ** 2)),
+                        ss_tot=float(weight @ np.abs(target - mean) ** 2),
                         n_equations=target.size, n_unknowns=index.size, rank=rank,
                         extremes=factor.singular_extremes(), full_rank=factor.full_rank)
         # The result has the data's dtype, whatever precision the optimisation used.
@@ -290,7 +293,7 @@ class _Model:
             for s in range(count)]
 
     def _residuals(self):
-        """(targets, predictions) over the usable samples of each system."""
+        """(targets, predictions, weights) over the usable samples of each system."""
         problem = self.problem
         params = [self.tf.constant(v) for v in self.variables]
         per_pair = []
@@ -298,12 +301,15 @@ class _Model:
             predicted = self._complex([p.numpy() for p in self.predict(params, batch)])
             predicted = (np.moveaxis(predicted[..., 0], 0, -1) if problem.layout == "shared"
                          else predicted[0])
-            per_pair.append((block.target[0], predicted, block.usable[0]))
+            weight = (block.usable[0].astype(float) if block.weight is None
+                      else block.weight[0])
+            per_pair.append((block.target[0], predicted, weight, block.usable[0]))
         channel_sets = ([slice(None)] if problem.layout == "shared"
                         else [j for j in range(problem.n_out)])
         for channels in channel_sets:
-            yield (np.concatenate([t[..., channels][u[..., channels]] for t, _, u in per_pair]),
-                   np.concatenate([p[..., channels][u[..., channels]] for _, p, u in per_pair]))
+            yield tuple(np.concatenate([arrays[k][..., channels][used[..., channels]]
+                                        for *arrays, used in per_pair])
+                        for k in range(3))
 
     def zero_targets(self):
         """The batches with zero targets: the loss is then ``|J v|^2 / n``, its gradient
