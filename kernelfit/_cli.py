@@ -37,6 +37,7 @@ FIT_EXAMPLES = """examples:
   kernelfit fit photo.jpg styled.jpg --size 7 --color separate --bias --strict
   kernelfit fit in.npy out.npy --size 9 --method ridge --reg gcv --mask valid.png
   kernelfit fit in.npy out.npy --size 5 --weights inverse_variance.npy
+  kernelfit fit frame.png cosmic_rays.png --size 7 --loss cauchy --plot fit.png
   kernelfit fit sharp.png blurred.png --size 15 --separable --nonneg --sum 1
   kernelfit fit before.zarr after.zarr --size 15 --scheduler tcp://10.0.0.1:8786"""
 APPLY_EXAMPLES = """examples:
@@ -185,6 +186,10 @@ CLI_WORDS = [
     (r"\bbias=True\b", "--bias"),
     (r"\bmask=", "--mask"),
     (r"\bweights(\[\d+\])?(?= must| has)", "--weights"),
+    (r"\bweights and noise both", "--weights and --noise both"),
+    (r"\bloss='(\w+)'", r"--loss \1"),
+    (r"\bcombine with weights or noise", "combine with --weights or --noise"),
+    (r"\b(gain|read_noise) must", r"--noise \1 must"),
     (r"\b(size|origin|boundary|mode|convention)='(\w+)'", r"--\1 \2"),
     (r"\borigin=\(([-\d, ]+)\)", _tuple_flag("--origin")),
     (r"\borigin=(-?\d+)", r"--origin \1"),
@@ -253,6 +258,13 @@ def build_parser():
                      "samples are used")
     fit.add_argument("--weights", metavar="FILE", help="array (or image) over OUTPUT: a "
                      "weight >= 0 per sample, e.g. inverse variances (0 leaves it out)")
+    fit.add_argument("--loss", choices=["squared", "huber", "cauchy"], default="squared",
+                     help="squared (least squares, the default), or a robust loss that "
+                     "bounds what wrong samples (outliers) can do to the kernel")
+    fit.add_argument("--noise", type=_noise, metavar="poisson:gain=G[,read=R]",
+                     help="a noise model: photon noise of G photons per output unit plus "
+                     "read noise R (output units); the fit is weighted by its variance at "
+                     "the predicted output")
     constrain = fit.add_argument_group(
         "constraints", "fit a kernel that is constrained (with --method lstsq; they combine, "
         "except --symmetric with --separable or --rank)")
@@ -403,6 +415,29 @@ def run_fit(args):
 SCHEDULER_TIMEOUT = "10s"
 
 
+def _noise(text):
+    """'poisson:gain=G[,read=R]' as fit_kernel's noise, gain and read_noise."""
+    model, _, rest = text.partition(":")
+    if model != "poisson":
+        raise argparse.ArgumentTypeError(f"expected poisson:gain=G[,read=R], got {text!r}")
+    found = {"noise": model}
+    for part in filter(None, (p.strip() for p in rest.split(","))):
+        key, _, value = part.partition("=")
+        name = {"gain": "gain", "read": "read_noise"}.get(key.strip())
+        try:
+            number = float(value)
+        except ValueError:
+            number = None
+        if name is None or number is None:
+            raise argparse.ArgumentTypeError(f"expected poisson:gain=G[,read=R] with numbers "
+                                             f"G and R, got {text!r}")
+        found[name] = number
+    if "gain" not in found:
+        raise argparse.ArgumentTypeError(f"poisson needs gain=G (photons per output unit), "
+                                         f"got {text!r}")
+    return found
+
+
 def _rank(text):
     if text == "auto":
         return text
@@ -501,7 +536,8 @@ def _fit_files(args, lazy, resources):
                      options=_method_options(args.method, args.reg), bias=args.bias,
                      channel_axis=channel_axis, channels=channels, mask=mask, origin=origin,
                      max_size=args.max_size, progress=_progress(args),
-                     constraints=_constraints(args), weights=weights)
+                     constraints=_constraints(args), weights=weights, loss=args.loss,
+                     **(args.noise or {}))
     peak = _peak(target)
     # (a weighted residual RMS is on the weights' scale: no PSNR of the image from it)
     psnr = (np.nan if fit.weighted else
@@ -710,6 +746,17 @@ def report(fit, input_path, output_path, image, target, psnr, identification=Non
                  + (f", {fit.n_masked} masked or saturated" if fit.n_masked else ""))
     lines.append(f"identifiable: {'yes' if fit.identifiable else 'NO'} (rank {fit.rank} of "
                  f"{fit.n_unknowns} unknowns, condition number {fit.condition_number:.3g})")
+    if fit.robust:
+        lines.append(f"robust fit: {fit.robust['loss']} loss, residual scale "
+                     f"{fit.robust['scale']:.3g} (median |residual| / 0.6745 of least "
+                     f"squares), {fit.robust['outliers']} outliers beyond 3 scales"
+                     + (" (black x on the --plot residual panel)" if fit.robust['outliers']
+                        else ""))
+    if fit.noise:
+        lines.append(f"noise model: {fit.noise['model']}, gain {fit.noise['gain']:g}, read "
+                     f"noise {fit.noise['read_noise']:g}: weighted by its variance at the "
+                     f"prediction ({fit.noise['refits']} refits), chi^2/dof "
+                     f"{fit.noise['chi2_dof']:.3g} (about 1 when the model holds)")
     if fit.constraints:
         lines.append("constraints: " + _constraints_text(fit))
     if fit.size_scores:

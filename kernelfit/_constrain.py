@@ -451,8 +451,9 @@ class _System(_Centred):
                         np.nan)
 
 
-def solve_constrained(problem, design, first):
-    """The constrained fit of `design` from its statistics, with one residual pass."""
+def solve_constrained(problem, design, first, final=True):
+    """The constrained fit of `design` from its statistics, with one residual pass (not
+    when the fit is not `final`: an intermediate one of a reweighting)."""
     from ._normal import _assemble, _bias_shape, _indices, residual_pass
     from ._statistics import design_pass
 
@@ -479,8 +480,14 @@ def solve_constrained(problem, design, first):
         solutions.append((np.stack(xs, axis=1), np.stack(bs, axis=1)))
         solved_all.append((system, solved_here))
     kernel, bias = _assemble(problem, design, solutions)
-    ss_res, _, moments = residual_pass(problem, design, known, kernel, bias, False,
-                                       moments=problem.checks)
+    if final:
+        ss_res, _, moments = residual_pass(problem, design, known, kernel, bias, False,
+                                           moments=problem.checks or problem.robust)
+    else:
+        moments = None
+        ss_res = np.stack([[_rss(stats.gram[s], stats.rhs[s][:, j], stats.yy[s][j],
+                                 x[:, j], b[:, j] if problem.bias else None)
+                            for j in range(x.shape[1])] for s, (x, b) in enumerate(solutions)])
     builder = EstimateBuilder(problem.kernel_shape(shape), _bias_shape(problem),
                               problem.bias, problem.dtype)
     free = [Factorization(stats.gram[s], m, int(stats.n_rows[s]), problem.bias)
@@ -493,7 +500,8 @@ def solve_constrained(problem, design, first):
         ss_tot = np.maximum(stats.yy[s] - np.abs(ysum) ** 2 / (weights or 1.0), 0.0)
         for j, solved in enumerate(solved_here):
             dof = n - solved.parameters - system.groups
-            sigma2 = float(ss_res[s][j]) / dof if dof > 0 else np.nan
+            sigma2 = 1.0 if problem.absolute else float(ss_res[s][j]) / dof if dof > 0 \
+                else np.nan
             coef_se = np.sqrt(sigma2 * solved.variance)
             bias_se = (np.sqrt(sigma2 * system.bias_variance(*solved.bias_terms))
                        if problem.bias else None)

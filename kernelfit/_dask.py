@@ -282,7 +282,7 @@ class _Tasks:
             sources, chunks = {}, {}
             for role in ("input", "output", "mask", "weights"):
                 source = getattr(pair, role)
-                if source is not None:
+                if source is not None and hasattr(source, "array"):  # (not a weight rule)
                     chunks[role] = source.array.chunks if is_dask(source.array) else None
                     sources[role] = copy.copy(source)
                     sources[role].array = None
@@ -298,7 +298,7 @@ class _Tasks:
                  "output": [samples]}
         if pair.mask is not None:
             reads["mask"] = [samples]
-        if pair.weights is not None:
+        if pair.weights is not None and hasattr(pair.weights, "array"):
             reads["weights"] = [samples]
         return reads
 

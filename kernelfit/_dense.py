@@ -171,21 +171,24 @@ def systems(problem, design, first=None):
     return out
 
 
-def _add_moments(moments, system, residual, predicted):
-    """The residual's moments, tile by tile in its spatial layout (the rows put back in
-    their places), so that its structure along the image is seen too."""
+def _add_moments(moments, system, residual, predicted, raw):
+    """The residual's moments (`raw`: before the weights), tile by tile in its spatial
+    layout (the rows put back in their places), so that its structure along the image is
+    seen too."""
     if not system.where:
-        moments.add(predicted.ravel(), residual.ravel())
+        moments.add(predicted.ravel(), residual.ravel(), raw=raw.ravel())
         return
     start = 0
     for kept in system.where:
         count = int(np.count_nonzero(kept))
         shape = kept.shape + residual.shape[1:]
-        grid_p, grid_r = np.zeros(shape, residual.dtype), np.zeros(shape, residual.dtype)
-        grid_p[kept], grid_r[kept] = predicted[start:start + count], \
-            residual[start:start + count]
+        grids = []
+        for values in (predicted, residual, raw):
+            grid = np.zeros(shape, residual.dtype)
+            grid[kept] = values[start:start + count]
+            grids.append(grid)
         used = None if kept.all() else np.broadcast_to(kept[..., np.newaxis], shape)
-        moments.add(grid_p, grid_r, used)
+        moments.add(grids[0], grids[1], used, raw=grids[2])
         start += count
 
 
@@ -217,6 +220,7 @@ def _solve(problem, design, first, filter_factors, *, explicit=False, method):
     samples = np.concatenate([s.B.ravel() for s in all_systems])
     centre = float(np.real(samples.mean())) if samples.size else 0.0
     moments = Moments(centre, float(np.std(samples)) if samples.size else 1.0)
+    moments.threshold = problem.outlier_threshold
     for system in all_systems:
         A, B = system.A, system.B
         n, m = A.shape
@@ -261,7 +265,8 @@ def _solve(problem, design, first, filter_factors, *, explicit=False, method):
         # bias groups that have samples.
         n_bias = int(np.count_nonzero(counts)) if groups is not None else 0
         dof = n - float(np.sum(np.real(f * s))) - n_bias
-        sigma2 = ss_res / dof if dof > 0 else np.full(r, np.nan)
+        sigma2 = (np.ones(r) if problem.absolute else  # (a noise model's variances)
+                  ss_res / dof if dof > 0 else np.full(r, np.nan))
         in_row_space = np.sum(np.abs(Vh[:rank]) ** 2, axis=0) > 1 - 1e-6
         variance = (np.abs(Vh.conj().T) ** 2) @ (np.abs(f) ** 2)
         coef_stderr = np.sqrt(np.outer(variance, sigma2))
@@ -280,7 +285,7 @@ def _solve(problem, design, first, filter_factors, *, explicit=False, method):
             bias_rank = int(np.count_nonzero(estimable))
         # the checks see the residual scaled by sqrt(w) (one variance), against the level
         unscaled = residual if system.weights is None else residual / root
-        _add_moments(moments, system, residual, system.B - unscaled)
+        _add_moments(moments, system, residual, system.B - unscaled, unscaled)
         builder.add(system.coef_index, X, coef_stderr, system.bias_index, b, b_stderr,
                     ss_res=float(ss_res.sum()), ss_tot=float(ss_tot.sum()),
                     n_equations=n * r, n_unknowns=(m + n_groups) * r,

@@ -9,6 +9,7 @@ import numpy as np
 from ._constrain import solve_constrained
 from ._diagnose import diagnose
 from ._prepare import prepare
+from ._reweight import solve_robust, solve_with_noise
 from ._result import KernelFit
 from ._search import choose, plan
 from ._solve import get_solver
@@ -20,7 +21,8 @@ __all__ = ["fit_kernel"]
 def fit_kernel(input, output, size, *, mode=None, boundary=None, fillvalue=0,
                convention="convolution", origin=0, bias=False, channel_axis=None,
                channels="shared", mask=None, saturated="auto", method="lstsq", options=None,
-               max_size=15, checks=True, progress=False, constraints=None, weights=None):
+               max_size=15, checks=True, progress=False, constraints=None, weights=None,
+               noise=None, gain=None, read_noise=None, loss="squared"):
     r"""Recover the kernel of a linear filter from its input and output.
 
     Every output sample is a linear function of a window of the input, so the kernel is
@@ -97,6 +99,26 @@ def fit_kernel(input, output, size, *, mode=None, boundary=None, fillvalue=0,
         residual's own scale. Every path takes them; the normal equations then sum the
         weighted windows directly (a weighted Gram matrix has no FFT form), which costs
         more than an unweighted fit for large kernels. A dask array stays lazy.
+    noise : {None, 'poisson'}, optional
+        A noise model whose variance follows the output level: 'poisson' (photon noise,
+        with `gain`, plus `read_noise`), ``variance = read_noise**2 + mu / gain`` at the
+        expected output mu. The fit is then weighted by the inverse variance at the
+        kernel's own prediction, refitted until the kernel settles (iteratively reweighted
+        least squares: two passes over the pixels a refit, at most 4 refits), and its
+        standard errors are those of the known variance. ``fit.noise`` reports the refits
+        and the chi-square per degree of freedom (about 1 when the model holds).
+    loss : {'squared', 'huber', 'cauchy'}, optional
+        'squared' is least squares. A robust loss bounds what a wrong sample (a cosmic ray,
+        a logo burnt in, a stuck pixel) can do to the kernel: iteratively reweighted least
+        squares with weights ``psi(u) / u`` at the residuals ``u = r / scale`` of the
+        previous fit, the scale from the least-squares residuals' median magnitude (as the
+        MAD estimates a normal sigma). At most 6 passes over the pixels. ``fit.robust``
+        reports the scale and the outliers (residuals beyond 3 scales; see
+        ``fit.outlier_mask``). Huber's loss is quadratic near 0 and linear beyond 1.345
+        scales; Cauchy's redescends, for gross outliers. Not with `weights` or `noise`.
+    gain, read_noise : float, optional
+        With ``noise='poisson'``: photons (or electrons) per output unit (> 0; 1 for photon
+        counts), and the read noise's standard deviation in output units (default 0).
     saturated : 'auto', bool or (low, high), optional
         'auto' leaves out samples of an integer output at its dtype's limits (clipped,
         e.g. 0 and 255); False keeps every sample; True is 'auto' for any dtype, with the
@@ -255,7 +277,8 @@ def fit_kernel(input, output, size, *, mode=None, boundary=None, fillvalue=0,
                       channel_axis=channel_axis, channels=channels, mask=mask,
                       saturated=saturated, method=method, options=options,
                       max_size=max_size, checks=checks, progress=progress,
-                      constraints=constraints, weights=weights)
+                      constraints=constraints, weights=weights, noise=noise, gain=gain,
+                      read_noise=read_noise, loss=loss)
     planned = plan(problem)
     _check_memory(problem, planned[0], planned[3])
     first = first_pass(problem, *planned)  # the one pass over the pixels
@@ -275,13 +298,26 @@ def fit_kernel(input, output, size, *, mode=None, boundary=None, fillvalue=0,
                          f"no usable samples (all masked out or saturated): nothing determines "
                          f"{'their kernels' if len(empty) > 1 else 'its kernel'}; mask fewer "
                          f"samples, or fit the other channels alone")
-    if problem.constraints is not None:
-        estimate = solve_constrained(problem, design, first)
+    if problem.noise is not None:
+        estimate = solve_with_noise(problem, design, first, _solve)
+    elif problem.robust:
+        estimate = solve_robust(problem, design, first, _solve)
     else:
-        estimate = get_solver(problem.method)(problem, design, first, **problem.options)
+        estimate = _solve(problem, design, first)
     fit = _result(problem, choice, estimate, total)
     diagnose(problem, first, choice, estimate, fit)
     return fit
+
+
+def _solve(problem, design, first, final=True):
+    """The estimate of `design`: constrained, or by the method asked for. Not `final`: an
+    intermediate fit of a reweighting, which the normal equations make without a residual
+    pass."""
+    if problem.constraints is not None:
+        return solve_constrained(problem, design, first, final)
+    if problem.method in ("lstsq", "lstsq-stats"):
+        return get_solver(problem.method)(problem, design, first, final=final)
+    return get_solver(problem.method)(problem, design, first, **problem.options)
 
 
 def _check_memory(problem, support, evidence):
@@ -341,4 +377,5 @@ def _result(problem, choice, estimate, total):
         stop_reason=estimate.stop_reason, device=estimate.device,
         size_scores=choice.size_scores, boundary_scores=choice.boundary_scores,
         frame=choice.frame, size_limit=choice.size_limit, constraints=estimate.constraints,
-        rank_scores=estimate.rank_scores, weighted=problem.weighted)
+        rank_scores=estimate.rank_scores, weighted=problem.weighted or estimate.noise is not None,
+        noise=estimate.noise, robust=estimate.robust)

@@ -526,7 +526,7 @@ _FIELDS = ("convention", "method", "mode", "boundary", "fillvalue", "origin", "f
            "channels", "channel_axis", "bias", "bias_stderr", "stderr", "residual_rms", "r2",
            "n_equations", "n_unknowns", "rank", "identifiable", "condition_number",
            "n_masked", "reg", "n_steps", "stop_reason", "device", "boundary_scores",
-           "constraints", "weighted")
+           "constraints", "weighted", "noise", "robust")
 
 
 def fit_to_dict(fit, extra=None):
@@ -653,7 +653,39 @@ def fit_from_dict(content):
         rank=number("rank", n_unknowns, int),
         condition_number=number("condition_number", np.nan),
         n_masked=number("n_masked", 0, int), boundary_scores=scores, frame=frame,
-        constraints=constraints, weighted=content.get("weighted") is True)
+        constraints=constraints, weighted=content.get("weighted") is True,
+        noise=_noise_record(content.get("noise")), robust=_robust_record(content.get("robust")))
+
+
+def _noise_record(noise):
+    """A kernel file's noise record (a fit's `noise`), checked, or None."""
+    if noise is None:
+        return None
+    if not isinstance(noise, dict) or noise.get("model") != "poisson":
+        raise ValueError(f"'noise' must be an object with model 'poisson'; got {noise!r}")
+    record = {"model": "poisson"}
+    for name in ("gain", "read_noise", "refits", "chi2_dof"):
+        value = noise.get(name)
+        if isinstance(value, bool) or not isinstance(value, (int, float, type(None))):
+            raise ValueError(f"'noise' {name!r} must be a number; got {value!r}")
+        record[name] = np.nan if value is None else value
+    return record
+
+
+def _robust_record(robust):
+    """A kernel file's robust-fit record (a fit's `robust`), checked, or None."""
+    if robust is None:
+        return None
+    if not isinstance(robust, dict) or robust.get("loss") not in ("huber", "cauchy"):
+        raise ValueError(f"'robust' must be an object with loss 'huber' or 'cauchy'; got "
+                         f"{robust!r}")
+    record = {"loss": robust["loss"]}
+    for name in ("scale", "refits", "outliers"):
+        value = robust.get(name)
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"'robust' {name!r} must be a number; got {value!r}")
+        record[name] = value
+    return record
 
 
 def _is_int(value):

@@ -24,7 +24,7 @@ from ._statistics import design_pass, design_tiles, embed, taps, tiles
 DENSE_AUTO_BYTES = 64 * 2**20
 
 
-def solve_lstsq(problem, design, first):
+def solve_lstsq(problem, design, first, final=True):
     """Least squares by the cheaper exact path: the dense SVD for small problems, else the
     normal equations, whose cost does not grow with the kernel's area times the image's.
     Dask arrays always take the normal equations: the patch matrix would be gathered on
@@ -33,11 +33,13 @@ def solve_lstsq(problem, design, first):
 
     if not problem.dask and dense_bytes(problem, design) <= DENSE_AUTO_BYTES:
         return solve_dense(problem, design, first)
-    return solve_statistics(problem, design, first)
+    return solve_statistics(problem, design, first, final)
 
 
-def solve_statistics(problem, design, first):
-    """Least squares from the statistics of `design`, with one residual pass."""
+def solve_statistics(problem, design, first, final=True):
+    """Least squares from the statistics of `design`, with one residual pass (not when
+    the fit is not `final`: an intermediate one of a reweighting, whose residual sums come
+    from the statistics)."""
     known = design_pass(problem, first, design)
     stats = known.statistics
     if first is not None and stats is first.total:  # the first pass's own samples
@@ -47,11 +49,18 @@ def solve_statistics(problem, design, first):
         systems = [Factorization(stats.gram[s], stats.n_kernel, int(stats.n_rows[s]),
                                  problem.bias) for s in range(stats.gram.shape[0])]
     solutions = [factor.solve(stats.rhs[s]) for s, factor in enumerate(systems)]
-    refine = any(_worth_refining(factor, stats, s, x, b, problem.bias)
-                 for s, (factor, (x, b)) in enumerate(zip(systems, solutions)))
+    refine = final and any(_worth_refining(factor, stats, s, x, b, problem.bias)
+                           for s, (factor, (x, b)) in enumerate(zip(systems, solutions)))
     kernel, bias = _assemble(problem, design, solutions)
-    ss_res, gradient, moments = residual_pass(problem, design, known, kernel, bias, refine,
-                                              moments=problem.checks)
+    if final:
+        ss_res, gradient, moments = residual_pass(problem, design, known, kernel, bias,
+                                                  refine, moments=problem.checks
+                                                  or problem.robust)
+    else:
+        ss_res = np.stack([residual_from_statistics(stats.gram[s], stats.rhs[s], stats.yy[s],
+                                                    x, b if problem.bias else None)
+                           for s, (x, b) in enumerate(solutions)])
+        gradient = moments = None
     builder = EstimateBuilder(problem.kernel_shape(design.support.shape),
                               _bias_shape(problem), problem.bias, problem.dtype)
     for s, (factor, (x, b)) in enumerate(zip(systems, solutions)):
@@ -116,7 +125,7 @@ def _add_system(builder, problem, design, stats, s, factor, x, b, ss_res):
     weights = float(stats.weight_sums[s].sum())  # (n without weights)
     ss_tot = np.maximum(stats.yy[s] - np.abs(ysum) ** 2 / (weights or 1.0), 0.0)
     for j in range(x.shape[1]):
-        rank, coef_se, bias_se = standard_errors(factor, float(ss_res[j]))
+        rank, coef_se, bias_se = standard_errors(factor, float(ss_res[j]), problem.absolute)
         builder.add(coef[:, j], x[:, j], coef_se, bias_index[:, j],
                     b[:, j] if problem.bias else None, bias_se, ss_res=float(ss_res[j]),
                     ss_tot=float(ss_tot[j]), n_equations=n,
@@ -151,6 +160,8 @@ def residual_pass(problem, design, known, kernel, bias, refine, moments=True):
     mean = stats.rhs[:, stats.n_kernel:].sum() / n
     spread = np.sqrt(max(float(stats.yy.sum()) / n - abs(mean) ** 2, 0.0))
     moments = Moments(float(np.real(mean)), spread) if moments else None
+    if moments is not None:
+        moments.threshold = problem.outlier_threshold
     if problem.dask:
         from ._dask import residual_pass as residual_on_dask
         return residual_on_dask(problem, design, kernel, bias, ss_res, gradient, moments)
@@ -190,7 +201,7 @@ def tile_residual(problem, design, tile, kernel, bias, ss_res, gradient, moments
     sums = flat.sum(axis=0)
     if moments is not None:
         moments.add(predicted, scaled, used if masked else None,
-                    sums=(int(used.sum()), sums.sum(), energy.sum()))
+                    sums=(int(used.sum()), sums.sum(), energy.sum()), raw=residual)
     del predicted
     if tile.weight is not None:
         residual = residual * tile.weight

@@ -91,6 +91,12 @@ def fit_figure(path, input, output, predicted, fit, *, used=None, titles=("input
             ax.set_title(title, fontsize=10)
             ax.set_xlabel("sample")
         axes[3].plot(residual, lw=1, color="C3")
+        outliers = _outliers(fit, input, output)
+        if outliers is not None and outliers.any():
+            where = np.flatnonzero(outliers)
+            axes[3].plot(where, residual[where], "kx", markersize=4,
+                         label=f"{where.size} outliers")
+            axes[3].legend(fontsize=8)
         axes[3].set_title("residual (output - re-synthesised)", fontsize=10)
         axes[3].set_xlabel("sample")
     else:
@@ -107,9 +113,15 @@ def fit_figure(path, input, output, predicted, fit, *, used=None, titles=("input
         import matplotlib
 
         cmap = matplotlib.colormaps["RdBu_r"].with_extremes(bad="0.8")
+        outliers = _outliers(fit, input, output)
         _image_panel(axes[3], residual, f"residual (output - re-synthesised), RMS "
-                     f"{fit.residual_rms:.3g}\ngrey: not fitted (border, clipped, masked)",
-                     cmap=cmap, vmin=-limit, vmax=limit, colorbar=True)
+                     f"{fit.residual_rms:.3g}\ngrey: not fitted (border, clipped, masked)"
+                     + ("" if outliers is None else
+                        f"\nblack x: {int(outliers.sum())} outliers of the {fit.robust['loss']}"
+                        f" fit"), cmap=cmap, vmin=-limit, vmax=limit, colorbar=True)
+        if outliers is not None and outliers.any():
+            rows, columns = np.nonzero(outliers)
+            axes[3].scatter(columns, rows, s=6, marker="x", c="k", linewidths=0.6)
     finite_stderr = np.asarray(fit.stderr)[np.isfinite(fit.stderr)]
     kernel_panel(axes[4], spatial_kernel, f"kernel, {fit.convention} orientation"
                  + (f"\nlargest stderr {finite_stderr.max():.2g}" if finite_stderr.size
@@ -119,6 +131,14 @@ def fit_figure(path, input, output, predicted, fit, *, used=None, titles=("input
                     + ("" if fit.identifiable else " (NOT identifiable)"), fontsize=11)
     with atomic_path(path) as temporary:
         figure.savefig(temporary, dpi=110, format="png")
+
+
+def _outliers(fit, input, output):
+    """A robust fit's outliers over the image (any channel), or None."""
+    if not getattr(fit, "robust", None):
+        return None
+    mask = fit.outlier_mask(input, output)
+    return mask.any(axis=-1) if mask.ndim > len(fit.size) else mask
 
 
 def sliding_window_gif(path, image, kernel, *, convention="correlation", stride=1, fps=2,

@@ -19,6 +19,7 @@ from ._geometry import (
     support_for,
 )
 from ._operator import LAYOUTS, gather
+from ._reweight import check_loss, check_noise
 from ._progress import Progress, check_progress
 from ._solve import check_options
 from ._validation import (
@@ -144,7 +145,11 @@ class Pair:
         weight = None
         if self.weights is not None:
             weight = out.weight if out is not None else np.empty(raw.shape)
-            weight[...] = np.broadcast_to(self.weights.read(index), raw.shape)
+            # an array of weights, or a rule that computes them from the block (a noise
+            # model's variance at a prediction)
+            weight[...] = np.broadcast_to(self.weights.of(extended, support, target)
+                                          if hasattr(self.weights, "of") else
+                                          self.weights.read(index), raw.shape)
             if not (np.isfinite(weight.sum()) and weight.min() >= 0):
                 bad = ~(np.isfinite(weight) & (weight >= 0))
                 raise ValueError(f"weights{self.name} must be finite and >= 0 (0 leaves a "
@@ -223,11 +228,26 @@ class Problem:
     progress: object = None   # a Progress: reports the passes over the pixels
     dask: bool = False        # some array is a dask array: the passes run on Dask
     constraints: object = None  # a Constraints, or None: the free fit
+    noise: object = None      # a Noise, or None: no noise model
+    loss: str = "squared"     # 'squared', or a robust loss ('huber', 'cauchy')
+    outlier_threshold: object = None  # residuals beyond it are counted (robust fits)
 
     @property
     def weighted(self):
-        """Whether the samples carry weights (``fit_kernel(weights=...)``)."""
+        """Whether the samples carry weights (``fit_kernel(weights=...)``, or a noise
+        model's)."""
         return any(pair.weights is not None for pair in self.pairs)
+
+    @property
+    def robust(self):
+        """Whether the loss is a robust one (reweighted by the residuals)."""
+        return self.loss != "squared"
+
+    @property
+    def absolute(self):
+        """Whether the weights are a noise model's inverse variances: the residual's scale
+        is then known (variance factor 1), not estimated."""
+        return self.noise is not None and self.weighted
 
     @property
     def pad_mode(self):
@@ -269,10 +289,16 @@ CHANNELS = LAYOUTS
 
 def prepare(input, output, size, *, mode, boundary, fillvalue, convention, origin, bias,
             channel_axis, channels, mask, saturated, method, options, max_size, checks,
-            progress=None, constraints=None, weights=None):
+            progress=None, constraints=None, weights=None, noise=None, gain=None,
+            read_noise=None, loss="squared"):
     """Check every argument of fit_kernel once; return the Problem."""
     options = check_options(method, options)
     constraints = check_constraints(constraints, method)
+    noise = check_noise(noise, gain, read_noise)
+    loss = check_loss(loss, weights, noise)
+    if noise is not None and weights is not None:
+        raise ValueError("weights and noise both weight the samples (a noise model's weights "
+                         "are its inverse variances): pass one of them")
     progress = Progress(check_progress(progress))
     check_choice(convention, "convention", CONVENTIONS)
     if mode is not None:
@@ -374,7 +400,7 @@ def prepare(input, output, size, *, mode, boundary, fillvalue, convention, origi
                                     for source in (pair.input, pair.output, pair.mask,
                                                    pair.weights)
                                     if source is not None),
-        constraints=constraints)
+        constraints=constraints, noise=noise, loss=loss)
 
 
 def _geometry(pairs, size, mode, n):

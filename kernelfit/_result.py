@@ -117,8 +117,17 @@ class KernelFit:
     rank_scores : dict or None
         ``constraints={'rank': 'auto'}``: the BIC of each rank tried (lower is better).
     weighted : bool
-        Whether the samples carried weights (``fit_kernel(weights=...)``): the fit, `r2`
-        and `residual_rms` are then weighted.
+        Whether the samples carried weights (``fit_kernel(weights=...)``, or a noise
+        model's): the fit, `r2` and `residual_rms` are then weighted.
+    noise : dict or None
+        With a noise model (``fit_kernel(noise='poisson', ...)``): 'model', 'gain',
+        'read_noise', 'refits' (weighted fits after the unweighted start) and 'chi2_dof'
+        (the weighted residual per degree of freedom: about 1 when the model holds;
+        the standard errors assume it does).
+    robust : dict or None
+        With a robust loss (``fit_kernel(loss='huber')``): 'loss', 'scale' (the residual
+        scale the weights used: the least-squares residuals' median magnitude / 0.6745),
+        'refits' and 'outliers' (samples whose residual exceeds 3 scales).
     """
 
     kernel: np.ndarray
@@ -153,6 +162,8 @@ class KernelFit:
     constraints: object = None
     rank_scores: object = None
     weighted: bool = False
+    noise: object = None
+    robust: object = None
 
     def __post_init__(self):
         for name in ("kernel", "stderr", "bias", "bias_stderr", "reg", "loss_history"):
@@ -247,6 +258,30 @@ class KernelFit:
                 output[kept] = np.asarray(input)[kept]
         return output
 
+    def outlier_mask(self, input, output):
+        """Where the output is an outlier of a robust fit: True where its residual exceeds
+        3 times ``robust['scale']`` (the samples ``robust['outliers']`` counts).
+
+        Parameters
+        ----------
+        input, output : array_like
+            One fitted pair.
+
+        Returns
+        -------
+        mask : ndarray of bool
+            Shaped like `output`; False where the fit predicts nothing (a border it did not
+            fit).
+        """
+        if not self.robust:
+            raise ValueError("outlier_mask needs a robust fit (fit_kernel(loss='huber' or "
+                             "'cauchy'))")
+        residual = np.abs(np.asarray(output, dtype=float) - self.predict(input))
+        scale = self.robust["scale"]
+        if not scale > 0:  # an exact fit: no outliers
+            return np.zeros(residual.shape, dtype=bool)
+        return np.nan_to_num(residual, nan=0.0) > 3.0 * scale
+
     def __repr__(self):
         return (f"KernelFit(kernel shape={self.kernel.shape}, method={self.method!r}, "
                 f"mode={self.mode!r}, boundary={self.boundary!r}, "
@@ -296,6 +331,14 @@ class KernelFit:
                          + (f"; the data allow a search up to "
                             f"{'x'.join(map(str, self.size_limit))} only"
                             if self.size_limit else "") + ")")
+        if self.robust:
+            lines.append(f"  robust: {self.robust['loss']} loss, scale "
+                         f"{self.robust['scale']:.3g}, {self.robust['outliers']} outliers "
+                         f"(beyond 3 scales), {self.robust['refits']} refits")
+        if self.noise:
+            lines.append(f"  noise: {self.noise['model']}, gain {self.noise['gain']:g}, read "
+                         f"noise {self.noise['read_noise']:g} ({self.noise['refits']} refits; "
+                         f"chi^2/dof {self.noise['chi2_dof']:.3g})")
         if self.constraints:
             lines.append("  constraints: " + ", ".join(
                 f"{name} {value!r}" if not isinstance(value, bool) else name

@@ -116,6 +116,8 @@ class Estimate:
     device: object = None
     constraints: object = None
     rank_scores: object = None
+    noise: object = None
+    robust: object = None
 
 
 class EstimateBuilder:
@@ -504,13 +506,19 @@ class Moments:
         # c = |p[i] - p[i-1]| + |p[i+1] - p[i]|, and of 1, r[i] r[i+1], r[i]^2 + r[i+1]^2
         self.contrast = np.zeros(6)
         self.neighbours = np.zeros(4)
+        # the raw residuals (before any weights): about SAMPLES of them, evenly spaced, for
+        # a robust scale; and how many exceed `threshold` (all samples), when one is set
+        self.sample = np.zeros(0)
+        self.threshold, self.beyond = None, 0
 
-    def add(self, predicted, residual, used=None, sums=None):
-        """Add samples: predicted values and residuals, where `used` (default: all).
+    def add(self, predicted, residual, used=None, sums=None, raw=None):
+        """Add samples: predicted values and residuals, where `used` (default: all), and
+        the residuals before weights (`raw`, default `residual`).
 
         The count, sum and energy of the residuals take every sample (`sums`, when the
-        caller has them already); the rest (the predicted level, the cubic regression) at
-        most SAMPLES evenly spaced ones of each call (its test has power to spare).
+        caller has them already); the rest (the predicted level, the cubic regression, the
+        raw sample) at most SAMPLES evenly spaced ones of each call (the tests have power
+        to spare).
         """
         if sums is None:
             kept_r = residual if used is None else residual[used]
@@ -518,6 +526,11 @@ class Moments:
         count, total, energy = sums
         if count == 0:
             return
+        raw = residual if raw is None else raw
+        if self.threshold is not None:
+            exceeds = np.abs(raw) > self.threshold
+            self.beyond += int(np.count_nonzero(exceeds if used is None else exceeds & used))
+        self._add_sample(raw if used is None else raw[used])
         self.n += int(count)
         self.sum_r = self.sum_r + total
         self.sum_r2 += float(energy)
@@ -574,7 +587,26 @@ class Moments:
         self.real = self.real and other.real
         for name in ("vv", "vr", "contrast", "neighbours"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.beyond += other.beyond
+        self._add_sample(other.sample)
         return self
+
+    def _add_sample(self, values):
+        """Keep about SAMPLES of the raw residuals' magnitudes: every step-th of `values`,
+        and every other one of the kept when they pass 2 * SAMPLES."""
+        values = np.abs(np.asarray(values)).reshape(-1)
+        step = max(1, values.size // self.SAMPLES)
+        self.sample = np.concatenate([self.sample, values[::step]])
+        while self.sample.size > 2 * self.SAMPLES:
+            self.sample = self.sample[::2]
+
+    def robust_scale(self):
+        """The residual's scale from its median magnitude, as the MAD estimates a normal
+        sigma: ``median(|r|) / 0.6745`` (about the residual's median, 0 for a fit with a
+        bias or an unbiased one). 0 without samples."""
+        if not self.sample.size:
+            return 0.0
+        return float(np.median(self.sample) / 0.6744897501960817)
 
     def _add_structure(self, predicted, residual, used):
         """The contrast and neighbour sums of (B, ..., S_last, C) arrays, along S_last (in
@@ -621,13 +653,14 @@ class Moments:
         return max(self.r2_regressed - float(vr @ coefficients), 0.0)
 
 
-def standard_errors(factorization, ss_res):
+def standard_errors(factorization, ss_res, absolute=False):
     """Rank (with the determined bias groups), coefficient and bias standard errors of one
-    system and column, from its factorisation and residual sum of squares."""
+    system and column, from its factorisation and residual sum of squares (with a
+    variance factor of 1 when the weights are `absolute` inverse variances)."""
     rank = factorization.rank
     n_groups = int(np.count_nonzero(factorization.has_rows))
     dof = factorization.n_rows - rank - n_groups
-    sigma2 = ss_res / dof if dof > 0 else np.nan
+    sigma2 = 1.0 if absolute else ss_res / dof if dof > 0 else np.nan
     coef = np.sqrt(sigma2 * factorization.inverse_diagonal())
     bias_variance = factorization.bias_variance()
     bias = np.sqrt(sigma2 * bias_variance)

@@ -595,18 +595,24 @@ def _direct(stats, applied, target, usable, layout, weight=None):
         group = s if layout == "shared" else 0
         selected = np.flatnonzero(flat_usable[:, rows_of])
         step = max(1, min(DIRECT_CHUNK, TILE_ELEMENTS) // max(1, m))
+        upper = None  # weighted: the upper triangle of A^H W A, by syrk (half a GEMM)
         for start in range(0, selected.size, step):
             rows = selected[start:start + step]
             W = windows[np.unravel_index(rows, lead)][..., channel].reshape(rows.size, -1)
             y = flat_target[rows][:, outputs].reshape(rows.size, -1)
             if flat_weight is None:
                 Wh, total = W.conj().T, rows.size
-            else:  # A^H diag(w) A, A^H diag(w) y, ...: the weights on one side
+                gram[system, :m, :m] += Wh @ W
+                rhs[system, :m] += Wh @ y
+                sums = W.sum(axis=0)
+            else:  # rows scaled by sqrt(w): A^H W A, A^H W y, and sums of w a
                 w = flat_weight[rows, rows_of]
-                Wh, total = (W * w[:, np.newaxis]).conj().T, float(w.sum())
-            gram[system, :m, :m] += Wh @ W
-            rhs[system, :m] += Wh @ y
-            sums = np.conj(Wh.sum(axis=1))
+                root = np.sqrt(w)
+                W *= root[:, np.newaxis]  # (the chunk's own copy)
+                total = float(w.sum())
+                upper = _add_rank_k(upper, W)
+                rhs[system, :m] += W.conj().T @ (root[:, np.newaxis] * y)
+                sums = root @ W
             gram[system, m + group, :m] += sums
             gram[system, :m, m + group] += np.conj(sums)
             gram[system, m + group, m + group] += total
@@ -617,6 +623,24 @@ def _direct(stats, applied, target, usable, layout, weight=None):
             else:
                 rhs[system, m + group] += w @ y
                 yy[system] += w @ (np.abs(y) ** 2)
+        if upper is not None:
+            upper = np.triu(upper)
+            gram[system, :m, :m] += upper + np.triu(upper, 1).conj().T
+
+
+def _add_rank_k(upper, rows):
+    """``upper + rows^H rows`` in its upper triangle (the lower is left undefined), by BLAS
+    syrk (herk for complex rows) on the rows' transpose (Fortran order: no copy); a new
+    accumulator when `upper` is None."""
+    from scipy.linalg import blas
+
+    if np.iscomplexobj(rows):
+        a, rank_k = rows.conj().T, blas.zherk  # a a^H = rows^H rows
+    else:
+        a, rank_k = rows.T, blas.dsyrk
+    if upper is None:
+        return rank_k(1.0, a, lower=0)
+    return rank_k(1.0, a, beta=1.0, c=upper, lower=0, overwrite_c=1)
 
 
 def _spectral(stats, applied, target, usable, layout):

@@ -261,16 +261,18 @@ class _Model:
         residuals = list(self._residuals())
         samples = np.concatenate([target for target, _, _ in residuals])
         moments = Moments(float(np.real(samples.mean())), float(np.std(samples)))
+        moments.threshold = problem.outlier_threshold
         for (coef, bias_index), (target, predicted, weight) in zip(self._systems(),
                                                                    residuals):
             index = np.concatenate([coef, n_kernel + bias_index]) if problem.bias else coef
-            residual = np.sqrt(weight) * (target - predicted)  # (weighted: one variance)
-            moments.add(predicted, residual)
+            raw = target - predicted
+            residual = np.sqrt(weight) * raw  # (weighted: one variance)
+            moments.add(predicted, residual, raw=raw)
             ss_res = float(np.sum(np.abs(residual) ** 2))
             mean = (weight @ target) / weight.sum()
             factor = Factorization(gram[np.ix_(index, index)], coef.size, target.size,
                                    problem.bias)
-            rank, coef_se, bias_se = standard_errors(factor, ss_res)
+            rank, coef_se, bias_se = standard_errors(factor, ss_res, problem.absolute)
             builder.add(coef, kernel.flat[coef].astype(problem.dtype), coef_se, bias_index,
                         None if bias is None else bias.flat[bias_index], bias_se,
                         ss_res=ss_res,

@@ -17,6 +17,8 @@ SCRIPTS = {
     "dask_benchmark": ["dask_benchmark_quick.md", "dask_benchmark_quick.csv"],
     "constrained_fits": ["constrained_fits_quick.png", "constrained_fits_quick.md",
                          "constrained_fits_quick.csv"],
+    "noise_models": ["noise_models_quick.png", "noise_models_quick.md",
+                     "noise_models_quick.csv"],
 }
 
 

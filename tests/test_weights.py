@@ -227,3 +227,16 @@ def test_cli_weights(tmp_path, capsys, rng):
                  str(paths["bad"])]) == 2
     err = capsys.readouterr().err
     assert "--weights must be finite and >= 0" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("size", [(3, 4), (6, 6)])  # (6, 6): 36 unknowns, summed by syrk/herk
+def test_complex_weighted_fit(rng, size):
+    x = rng.standard_normal((50, 52)) + 1j * rng.standard_normal((50, 52))
+    kernel = rng.standard_normal(size) + 1j * rng.standard_normal(size)
+    y = kernelfit.convolve(x, kernel, mode="valid", convention="correlation")
+    y = y + 0.1 * rng.standard_normal(y.shape)
+    w = rng.uniform(0.1, 5.0, y.shape)
+    expected = reference(x, y, w, size, False)
+    for method in ("lstsq-dense", "lstsq-stats"):
+        fit = valid_fit(x, y, size, weights=w, method=method)
+        np.testing.assert_allclose(fit.kernel.ravel(), expected, atol=1e-10)

@@ -1,0 +1,207 @@
+"""Reweighted fits: the variance of a noise model at the predicted output, and robust
+losses, by iteratively reweighted least squares.
+
+``noise='poisson'`` says each output sample y (in the output's units) has variance
+``read_noise^2 + mu / gain`` about its expected value mu: photon noise (``gain`` photons,
+or electrons, per unit) and read noise. The fit is weighted least squares with weights
+1 / variance at mu, and mu is what the kernel predicts: the first fit is unweighted, each
+later one weighted by the variance at the previous one's prediction, until the kernel moves
+by less than a thousandth of its standard errors (at most NOISE_ITERATIONS refits). Each
+refit is one pass over the pixels for the statistics and one for the residual; the weights
+are computed as each block is read (`PredictedWeights`), on Dask's workers too.
+
+The variance is known, not estimated: the standard errors are those of weights that are
+inverse variances (variance factor 1), and ``fit.noise['chi2_dof']``, the weighted residual
+per degree of freedom, says whether the model holds (about 1).
+
+A robust loss (``loss='huber'`` or ``'cauchy'``) bounds what one sample can do to the fit:
+the weights are ``psi(u) / u`` at the standardised residuals ``u = r / scale`` of the
+previous fit, with the scale from the least-squares residuals' median magnitude (as the MAD
+estimates a normal sigma; robust to half the samples being wrong), and the tuning constants
+that keep 95% efficiency on normal noise (Huber 1.345, Cauchy 2.385). From the
+least-squares start (two passes), ROBUST_ITERATIONS refits of one pass each (the statistics
+alone) and a last one with its residual pass: at most 6 passes over the pixels in all. The
+samples whose residual exceeds OUTLIER_SIGMAS scales are counted as outliers.
+"""
+
+import dataclasses
+import numbers
+
+import numpy as np
+
+from ._validation import shown
+
+__all__ = ["LOSSES", "NOISE_MODELS", "Noise", "check_loss", "check_noise", "solve_robust",
+           "solve_with_noise"]
+
+NOISE_MODELS = ("poisson",)
+# Refits at most (after the unweighted start); they stop once the kernel moves by less than
+# CONVERGED standard errors.
+NOISE_ITERATIONS = 4
+CONVERGED = 1e-3
+
+
+LOSSES = ("squared", "huber", "cauchy")
+# psi(u) / u of each robust loss, and its tuning constant (95% efficiency at the normal)
+TUNING = {"huber": 1.345, "cauchy": 2.385}
+# Refits of one pass (the statistics) after the least-squares start, before the last one
+# (statistics and residual): 2 + ROBUST_ITERATIONS + 2 passes in all.
+ROBUST_ITERATIONS = 2
+OUTLIER_SIGMAS = 3.0
+
+
+def check_loss(loss, weights, noise):
+    """`loss` checked; a robust loss does not take weights or a noise model (yet)."""
+    if not isinstance(loss, str) or loss not in LOSSES:
+        raise ValueError(f"loss must be one of {', '.join(map(repr, LOSSES))}; got "
+                         f"{shown(loss)}")
+    if loss != "squared" and (weights is not None or noise is not None):
+        raise ValueError(f"loss={loss!r} weights the samples by their residuals: it does not "
+                         f"combine with weights or noise (pass one of them)")
+    return loss
+
+
+@dataclasses.dataclass(frozen=True)
+class Noise:
+    """A checked noise model: 'poisson' with `gain` (photons per output unit) and
+    `read_noise` (its standard deviation, in output units)."""
+
+    model: str
+    gain: float
+    read_noise: float = 0.0
+
+    def variance(self, mu):
+        """The variance at the expected output `mu`: ``read_noise^2 + max(mu, 0) / gain``,
+        and at least one photon's, ``1 / gain^2`` (a sample predicted dark is not exact)."""
+        return np.maximum(self.read_noise ** 2 + np.maximum(np.real(mu), 0) / self.gain,
+                          1.0 / self.gain ** 2)
+
+
+def check_noise(noise, gain, read_noise):
+    """`noise`, `gain` and `read_noise` as a `Noise`, or None without a noise model."""
+    if noise is None:
+        for name, value in (("gain", gain), ("read_noise", read_noise)):
+            if value is not None:
+                raise ValueError(f"{name} is a parameter of noise='poisson'; got {name}="
+                                 f"{shown(value)} without a noise model")
+        return None
+    if not isinstance(noise, str) or noise not in NOISE_MODELS:
+        raise ValueError(f"noise must be one of {', '.join(map(repr, NOISE_MODELS))} or None; "
+                         f"got {shown(noise)}")
+    if gain is None:
+        raise ValueError("noise='poisson' needs gain: photons (or electrons) per output unit "
+                         "(1 for data in photon counts)")
+    gain = _positive(gain, "gain", zero=False)
+    read_noise = 0.0 if read_noise is None else _positive(read_noise, "read_noise", zero=True)
+    return Noise(noise, gain, read_noise)
+
+
+def _positive(value, name, zero):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or \
+            not np.isfinite(value) or value < 0 or (value == 0 and not zero):
+        raise ValueError(f"{name} must be a finite number {'>= 0' if zero else '> 0'}; got "
+                         f"{shown(value)}")
+    return float(value)
+
+
+@dataclasses.dataclass(frozen=True)
+class PredictedWeights:
+    """The weights of a block, 1 / variance at the prediction of `kernel` (operator layout,
+    taps of `support`) and `bias`: what `Pair.block` reads in place of a weights array."""
+
+    noise: Noise
+    kernel: np.ndarray
+    bias: object
+    support: object
+    layout: str
+    n_in: int
+    n_out: int
+
+    def predict(self, extended, support):
+        """The prediction at the 'valid' windows (taps `support`) of one block,
+        (*S_valid, C_out)."""
+        from ._operator import Operator
+        from ._statistics import embed
+
+        operator = Operator(support.shape, self.layout, self.n_in, self.n_out)
+        mu = operator.on(extended[np.newaxis]).forward(embed(self.kernel, self.support,
+                                                             support))[0]
+        return mu if self.bias is None else mu + self.bias
+
+    def of(self, extended, support, target):
+        """Weights of the block's samples (`target`: its outputs), (*S_valid, C_out)."""
+        return 1.0 / self.noise.variance(self.predict(extended, support))
+
+
+@dataclasses.dataclass(frozen=True)
+class ResidualWeights(PredictedWeights):
+    """The weights ``psi(u) / u`` of a robust `loss` at the standardised residuals
+    ``u = |y - mu| / scale`` of the prediction mu (`noise` unused)."""
+
+    loss: str = "huber"
+    scale: float = 1.0
+
+    def of(self, extended, support, target):
+        u = np.abs(target - self.predict(extended, support)) / self.scale
+        c = TUNING[self.loss]
+        if self.loss == "huber":
+            return np.minimum(1.0, c / np.maximum(u, c))
+        return 1.0 / (1.0 + (u / c) ** 2)
+
+
+def solve_with_noise(problem, design, first, solve):
+    """Iteratively reweighted least squares under `problem.noise`, each fit by `solve`
+    (problem, design, first) -> Estimate. Returns the last estimate, with
+    ``estimate.noise`` the model, the refits made and the chi-square per degree of
+    freedom."""
+    noise = problem.noise
+    estimate = solve(problem, design, first)
+    iterations = 0
+    for iterations in range(1, NOISE_ITERATIONS + 1):
+        rule = PredictedWeights(noise, np.asarray(estimate.kernel), None if estimate.bias
+                                is None else np.asarray(estimate.bias), design.support,
+                                problem.layout, problem.n_in, problem.n_out)
+        weighted = _with_weights(problem, rule)
+        previous = np.asarray(estimate.kernel)
+        estimate = solve(weighted, design, None)  # (new weights: every sum anew)
+        moved = np.abs(np.asarray(estimate.kernel) - previous)
+        spread = np.asarray(estimate.stderr)
+        if np.all(moved <= CONVERGED * np.where(np.isfinite(spread), spread, 0)):
+            break
+    dof = estimate.n_equations - estimate.rank
+    chi2_dof = estimate.ss_res / dof if dof > 0 else float("nan")
+    return dataclasses.replace(estimate, noise={
+        "model": noise.model, "gain": noise.gain, "read_noise": noise.read_noise,
+        "refits": iterations, "chi2_dof": float(chi2_dof)})
+
+
+def _with_weights(problem, rule):
+    return dataclasses.replace(problem, pairs=tuple(
+        dataclasses.replace(pair, weights=rule) for pair in problem.pairs))
+
+
+def solve_robust(problem, design, first, solve):
+    """Iteratively reweighted least squares for `problem.loss`, each fit by `solve`
+    (problem, design, first, final) -> Estimate (`final` False: no residual pass). Returns
+    the last estimate, with ``estimate.robust`` the loss, the scale, the refits and the
+    outliers counted."""
+    estimate = solve(problem, design, first, True)  # least squares: its residual's scale
+    scale = estimate.moments.robust_scale() if estimate.moments is not None else 0.0
+    if not scale > 0:  # an exact fit: nothing to reweight
+        return dataclasses.replace(estimate, robust={
+            "loss": problem.loss, "scale": 0.0, "refits": 0, "outliers": 0})
+    refits = 0
+    for refits in range(1, ROBUST_ITERATIONS + 2):
+        final = refits == ROBUST_ITERATIONS + 1
+        rule = ResidualWeights(None, np.asarray(estimate.kernel), None if estimate.bias
+                               is None else np.asarray(estimate.bias), design.support,
+                               problem.layout, problem.n_in, problem.n_out,
+                               loss=problem.loss, scale=scale)
+        weighted = _with_weights(problem, rule)
+        if final:
+            weighted = dataclasses.replace(weighted,
+                                           outlier_threshold=OUTLIER_SIGMAS * scale)
+        estimate = solve(weighted, design, None, final)
+    return dataclasses.replace(estimate, robust={
+        "loss": problem.loss, "scale": float(scale), "refits": refits,
+        "outliers": int(estimate.moments.beyond)})
