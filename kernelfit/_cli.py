@@ -746,6 +746,14 @@ def report(fit, input_path, output_path, image, target, psnr, identification=Non
                  + (f", {fit.n_masked} masked or saturated" if fit.n_masked else ""))
     lines.append(f"identifiable: {'yes' if fit.identifiable else 'NO'} (rank {fit.rank} of "
                  f"{fit.n_unknowns} unknowns, condition number {fit.condition_number:.3g})")
+    if fit.compression:
+        c = fit.compression
+        lines.append(f"compression: {c['format']} after the filter ({c['block']}x{c['block']} "
+                     f"blocks in the residual: edge jumps {c['jumps'][0]:.2f}x and "
+                     f"{c['jumps'][1]:.2f}x the median)"
+                     + (f"; --size auto kept the smallest support within the compression "
+                        f"error (the search alone found {'x'.join(map(str, c['searched']))})"
+                        if c.get("searched") else ""))
     if fit.robust:
         lines.append(f"robust fit: {fit.robust['loss']} loss, residual scale "
                      f"{fit.robust['scale']:.3g} (median |residual| / 0.6745 of least "

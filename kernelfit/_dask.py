@@ -105,7 +105,8 @@ def _residual_task(job, *chunks):
     operator = Operator(job.support.shape, job.problem.layout, job.problem.n_in,
                         job.problem.n_out)
     tile = Tile(job.band, job.support, operator.on(block.extended), block.target,
-                block.usable, weight=block.weight)
+                block.usable, tuple((None, box) for _, box, _, _ in job.pieces),
+                weight=block.weight)
     tile_residual(job.problem, design, tile, kernel, bias, ss_res, gradient, moments)
     return ss_res, gradient, moments
 

@@ -31,6 +31,7 @@ class System:
     bias_index: np.ndarray
     where: tuple = ()   # the rows' places: a (B, *V) mask per tile, in the rows' order
     weights: object = None  # None, or each row's weight (n,)
+    origins: tuple = ()  # per entry of `where`: its slots' first samples (or None)
 
 
 def _row_bound(problem, design):
@@ -142,7 +143,7 @@ def systems(problem, design, first=None):
     else:
         plans = [(slice(None), [j], j, 0) for j in range(problem.n_out)]
         count = problem.n_out
-    parts = [([], [], [], [], []) for _ in range(count)]
+    parts = [([], [], [], [], [], []) for _ in range(count)]
     for tile in design_tiles(problem, first, design):
         windows = tile.windows(problem)  # (B, *V, C_in, *K): taps last
         windows = np.moveaxis(windows, ndim + 1, -1)  # (B, *V, *K, C_in)
@@ -158,8 +159,9 @@ def systems(problem, design, first=None):
             parts[system][3].append(kept)
             if tile.weight is not None:
                 parts[system][4].append(tile.weight[..., rows_of][kept])
+            parts[system][5].append(tile.origins)
     out = []
-    for s, (rows, targets, groups, where, weights) in enumerate(parts):
+    for s, (rows, targets, groups, where, weights, origins) in enumerate(parts):
         coef_index, bias_index = system_indices(problem.layout, problem.joint, support.shape,
                                                 problem.n_in, problem.n_out, s)
         A = np.concatenate(rows).astype(problem.dtype, copy=False)
@@ -167,7 +169,8 @@ def systems(problem, design, first=None):
         n_groups = problem.n_in if problem.layout == "shared" else 1
         out.append(System(A, B, np.concatenate(groups) if problem.bias else None,
                           n_groups if problem.bias else 0, coef_index, bias_index,
-                          tuple(where), np.concatenate(weights) if weights else None))
+                          tuple(where), np.concatenate(weights) if weights else None,
+                          tuple(origins)))
     return out
 
 
@@ -179,7 +182,7 @@ def _add_moments(moments, system, residual, predicted, raw):
         moments.add(predicted.ravel(), residual.ravel(), raw=raw.ravel())
         return
     start = 0
-    for kept in system.where:
+    for kept, origins in zip(system.where, system.origins):
         count = int(np.count_nonzero(kept))
         shape = kept.shape + residual.shape[1:]
         grids = []
@@ -188,7 +191,7 @@ def _add_moments(moments, system, residual, predicted, raw):
             grid[kept] = values[start:start + count]
             grids.append(grid)
         used = None if kept.all() else np.broadcast_to(kept[..., np.newaxis], shape)
-        moments.add(grids[0], grids[1], used, raw=grids[2])
+        moments.add(grids[0], grids[1], used, raw=grids[2], origins=origins)
         start += count
 
 

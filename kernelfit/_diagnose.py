@@ -40,6 +40,9 @@ def diagnose(problem, first, choice, estimate, fit):
     if _absorbed_offset(problem, first, choice, fit):
         return
     structure = _structure(problem, first, estimate, fit)
+    if fit.compression is not None:  # the residual's cause, found: no other to blame
+        _compressed(fit, structure)
+        return
     if _linearity(problem, first, estimate, fit, structure):
         return
     # Kernels that differ between the top and the bottom explain a shift-variant filter;
@@ -320,6 +323,24 @@ def _not_noise(structure):
           f"filters), lossy compression (JPEG), rounding inside the filter, or a filter that "
           f"varies across the image. The kernel is the best linear approximation.",
           ModelWarning)
+
+
+def _compressed(fit, structure):
+    """The output was saved as JPEG after the filter: say so, and what it means."""
+    c = fit.compression
+    searched = c.get("searched")
+    size = "x".join(map(str, fit.size))
+    _warn(f"the output was compressed after the filter ({c['format']}): the residual (RMS "
+          f"{fit.residual_rms:.3g}) jumps across {c['block']}x{c['block']} block edges "
+          f"(blocks starting at row {c['rows']}, column {c['columns']} modulo {c['block']}; "
+          f"{c['jumps'][0]:.2f}x and {c['jumps'][1]:.2f}x the median jump)"
+          + (" and follows the content" if structure is not None else "")
+          + ". The kernel is the best linear fit up to the compression error"
+          + (f"; size='auto' kept {size}, the smallest support that fits within it (the "
+             f"search alone found {'x'.join(map(str, searched))}, whose extra coefficients "
+             f"model the compression)" if searched else "")
+          + ". Its standard errors assume white noise and are too small for compression "
+            "error; the uncompressed output would give the exact kernel.", ModelWarning)
 
 
 def _precision_floor(problem, first, fit, rms_p):

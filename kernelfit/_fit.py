@@ -4,8 +4,11 @@ prepare (check every argument once) -> statistics (one pass over the pixels) -> 
 placement, edge rule) -> solve (one more pass: the residual) -> diagnose -> result.
 """
 
+import dataclasses
+
 import numpy as np
 
+from ._compression import jpeg_grid, simplest_design
 from ._constrain import solve_constrained
 from ._diagnose import diagnose
 from ._prepare import prepare
@@ -298,15 +301,29 @@ def fit_kernel(input, output, size, *, mode=None, boundary=None, fillvalue=0,
                          f"no usable samples (all masked out or saturated): nothing determines "
                          f"{'their kernels' if len(empty) > 1 else 'its kernel'}; mask fewer "
                          f"samples, or fit the other channels alone")
-    if problem.noise is not None:
-        estimate = solve_with_noise(problem, design, first, _solve)
-    elif problem.robust:
-        estimate = solve_robust(problem, design, first, _solve)
-    else:
-        estimate = _solve(problem, design, first)
-    fit = _result(problem, choice, estimate, total)
+    estimate = _estimate(problem, design, first)
+    compression = jpeg_grid(problem, estimate) if problem.checks else None
+    if compression is not None and problem.size == "auto" and choice.frame is None:
+        # a JPEG output: the smallest support that fits within the compression error
+        simpler = simplest_design(problem, first, choice)
+        if simpler is not None:
+            compression["searched"] = design.support.shape
+            choice = dataclasses.replace(choice, design=simpler)
+            design = simpler
+            total = sum(box.size for box in design.boxes) * problem.n_out
+            estimate = _estimate(problem, design, first)
+    fit = _result(problem, choice, estimate, total, compression)
     diagnose(problem, first, choice, estimate, fit)
     return fit
+
+
+def _estimate(problem, design, first):
+    """The estimate of `design` under the problem's noise model or loss."""
+    if problem.noise is not None:
+        return solve_with_noise(problem, design, first, _solve)
+    if problem.robust:
+        return solve_robust(problem, design, first, _solve)
+    return _solve(problem, design, first)
 
 
 def _solve(problem, design, first, final=True):
@@ -346,7 +363,7 @@ def _shape_text(shape):
     return f"{shape[0]}-tap" if len(shape) == 1 else "x".join(map(str, shape))
 
 
-def _result(problem, choice, estimate, total):
+def _result(problem, choice, estimate, total, compression=None):
     """The estimate in the user's terms: orientation, channel layout, scalar bias."""
     design = choice.design
     support = design.support
@@ -378,4 +395,4 @@ def _result(problem, choice, estimate, total):
         size_scores=choice.size_scores, boundary_scores=choice.boundary_scores,
         frame=choice.frame, size_limit=choice.size_limit, constraints=estimate.constraints,
         rank_scores=estimate.rank_scores, weighted=problem.weighted or estimate.noise is not None,
-        noise=estimate.noise, robust=estimate.robust)
+        noise=estimate.noise, robust=estimate.robust, compression=compression)

@@ -526,7 +526,7 @@ _FIELDS = ("convention", "method", "mode", "boundary", "fillvalue", "origin", "f
            "channels", "channel_axis", "bias", "bias_stderr", "stderr", "residual_rms", "r2",
            "n_equations", "n_unknowns", "rank", "identifiable", "condition_number",
            "n_masked", "reg", "n_steps", "stop_reason", "device", "boundary_scores",
-           "constraints", "weighted", "noise", "robust")
+           "constraints", "weighted", "noise", "robust", "compression")
 
 
 def fit_to_dict(fit, extra=None):
@@ -654,7 +654,8 @@ def fit_from_dict(content):
         condition_number=number("condition_number", np.nan),
         n_masked=number("n_masked", 0, int), boundary_scores=scores, frame=frame,
         constraints=constraints, weighted=content.get("weighted") is True,
-        noise=_noise_record(content.get("noise")), robust=_robust_record(content.get("robust")))
+        noise=_noise_record(content.get("noise")), robust=_robust_record(content.get("robust")),
+        compression=_compression_record(content.get("compression")))
 
 
 def _noise_record(noise):
@@ -669,6 +670,28 @@ def _noise_record(noise):
         if isinstance(value, bool) or not isinstance(value, (int, float, type(None))):
             raise ValueError(f"'noise' {name!r} must be a number; got {value!r}")
         record[name] = np.nan if value is None else value
+    return record
+
+
+def _compression_record(compression):
+    """A kernel file's compression record (a fit's `compression`), checked, or None."""
+    if compression is None:
+        return None
+    if not isinstance(compression, dict) or compression.get("format") != "JPEG":
+        raise ValueError(f"'compression' must be an object with format 'JPEG'; got "
+                         f"{compression!r}")
+    record = {"format": "JPEG"}
+    for name in ("block", "rows", "columns", "lattice"):
+        record[name] = _integers([compression.get(name)], f"compression {name}")[0]
+    jumps = compression.get("jumps")
+    if not (isinstance(jumps, list) and len(jumps) == 2 and all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in jumps)):
+        raise ValueError(f"'compression' 'jumps' must be two numbers; got {jumps!r}")
+    record["jumps"] = tuple(float(v) for v in jumps)
+    record = {name: record[name] for name in ("format", "block", "rows", "columns", "jumps",
+                                              "lattice")}  # (a fit's order)
+    if compression.get("searched") is not None:
+        record["searched"] = tuple(_integers(compression["searched"], "compression searched"))
     return record
 
 

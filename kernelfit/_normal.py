@@ -201,7 +201,8 @@ def tile_residual(problem, design, tile, kernel, bias, ss_res, gradient, moments
     sums = flat.sum(axis=0)
     if moments is not None:
         moments.add(predicted, scaled, used if masked else None,
-                    sums=(int(used.sum()), sums.sum(), energy.sum()), raw=residual)
+                    sums=(int(used.sum()), sums.sum(), energy.sum()), raw=residual,
+                    origins=tile.origins)
     del predicted
     if tile.weight is not None:
         residual = residual * tile.weight

@@ -128,6 +128,13 @@ class KernelFit:
         With a robust loss (``fit_kernel(loss='huber')``): 'loss', 'scale' (the residual
         scale the weights used: the least-squares residuals' median magnitude / 0.6745),
         'refits' and 'outliers' (samples whose residual exceeds 3 scales).
+    compression : dict or None
+        When the residual shows JPEG's 8x8 block grid (2-D images, with `checks`):
+        'format' ('JPEG'), 'block' (8), 'rows' and 'columns' (where the blocks start,
+        modulo 8), 'jumps' (the mean square residual jump across block edges over the
+        median one, per axis; about 1 without compression), and with ``size='auto'``,
+        'searched' (the support the search found before: the one kept is the smallest that
+        fits within the compression error of the best).
     """
 
     kernel: np.ndarray
@@ -164,6 +171,7 @@ class KernelFit:
     weighted: bool = False
     noise: object = None
     robust: object = None
+    compression: object = None
 
     def __post_init__(self):
         for name in ("kernel", "stderr", "bias", "bias_stderr", "reg", "loss_history"):
@@ -331,6 +339,11 @@ class KernelFit:
                          + (f"; the data allow a search up to "
                             f"{'x'.join(map(str, self.size_limit))} only"
                             if self.size_limit else "") + ")")
+        if self.compression:
+            lines.append(f"  compression: {self.compression['format']} "
+                         f"({self.compression['block']}x{self.compression['block']} blocks "
+                         f"in the residual, edge jumps {self.compression['jumps'][0]:.2f}x and "
+                         f"{self.compression['jumps'][1]:.2f}x the median)")
         if self.robust:
             lines.append(f"  robust: {self.robust['loss']} loss, scale "
                          f"{self.robust['scale']:.3g}, {self.robust['outliers']} outliers "

@@ -312,6 +312,11 @@ def _candidates(problem, box, significant):
             supports.add(Support((-(k // 2),) * ndim, (k,) * ndim))
     else:
         supports.update(candidate_supports(box, problem.size))
+    if problem.constraints is not None and problem.constraints.symmetry is not None:
+        # a symmetric kernel is symmetric about its support's centre: centred ones only
+        supports = {s for s in supports if all(
+            k % 2 and lo == -(k // 2) for k, lo in zip(s.shape, s.lo))} or {
+            Support((0,) * ndim, (1,) * ndim)}
     return sorted((s for s in supports if box.contains(s)),
                   key=lambda s: (s.size, s.shape, s.lo))
 

@@ -479,6 +479,10 @@ def residual_from_statistics(gram, rhs, yy, x, bias):
 
 # --- what the residual says about the model ------------------------------------------------
 
+# The side of JPEG's blocks (and of MPEG's, and of most DCT codecs').
+BLOCK = 8
+
+
 class Moments:
     """Sums over the fitted samples of the residual r against the predicted level p, from
     which the linearity check regresses r on a cubic in p (without keeping the samples),
@@ -510,8 +514,12 @@ class Moments:
         # a robust scale; and how many exceed `threshold` (all samples), when one is set
         self.sample = np.zeros(0)
         self.threshold, self.beyond = None, 0
+        # 2-D images: per axis and per phase modulo the block side (where in a block the
+        # pair starts), the sum of squared differences of neighbouring raw residuals and
+        # their count: JPEG's independent blocks show as larger jumps across block edges
+        self.grid = np.zeros((2, BLOCK, 2))
 
-    def add(self, predicted, residual, used=None, sums=None, raw=None):
+    def add(self, predicted, residual, used=None, sums=None, raw=None, origins=None):
         """Add samples: predicted values and residuals, where `used` (default: all), and
         the residuals before weights (`raw`, default `residual`).
 
@@ -527,6 +535,8 @@ class Moments:
         if count == 0:
             return
         raw = residual if raw is None else raw
+        if origins is not None and raw.ndim == 4 and not np.iscomplexobj(raw):
+            self._add_grid(raw, used, origins)
         if self.threshold is not None:
             exceeds = np.abs(raw) > self.threshold
             self.beyond += int(np.count_nonzero(exceeds if used is None else exceeds & used))
@@ -588,8 +598,57 @@ class Moments:
         for name in ("vv", "vr", "contrast", "neighbours"):
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.beyond += other.beyond
+        self.grid = self.grid + other.grid
         self._add_sample(other.sample)
         return self
+
+    def _add_grid(self, raw, used, origins):
+        """Neighbour differences of (B, H, W, C) residuals by phase of the block grid;
+        `origins` are each slot's first sample (row, column) in its image (None: unknown,
+        left out)."""
+        for b, origin in enumerate(origins):
+            if origin is None:
+                continue
+            r = raw[b]
+            u = None if used is None else used[b]
+            for axis in (0, 1):
+                n = r.shape[axis]
+                if n < 2:
+                    continue
+                first = np.take(r, np.arange(n - 1), axis=axis)
+                jump = (np.take(r, np.arange(1, n), axis=axis) - first) ** 2
+                if u is not None:
+                    both = np.take(u, np.arange(n - 1), axis=axis) & np.take(
+                        u, np.arange(1, n), axis=axis)
+                    jump, count = np.where(both, jump, 0.0), both
+                else:
+                    count = np.ones(jump.shape, dtype=bool)
+                other = tuple(a for a in range(jump.ndim) if a != axis)
+                phase = (origin[axis] + np.arange(n - 1)) % BLOCK
+                self.grid[axis, :, 0] += np.bincount(phase, jump.sum(axis=other),
+                                                     minlength=BLOCK)
+                self.grid[axis, :, 1] += np.bincount(phase, count.sum(axis=other),
+                                                     minlength=BLOCK)
+
+    def blocks(self):
+        """The block grid the residual shows, as JPEG leaves it: per axis, (the phase of
+        the block edge, how periodic the jumps are, the jump across the edge over the
+        median jump). The jumps rise towards the edges over a few samples, so the edge is
+        the centre of the profile of mean square jumps by phase (its first circular
+        harmonic's angle), and the harmonic's amplitude over the profile's sum measures
+        the periodicity (0 for white noise). None where too few pairs were seen."""
+        found = []
+        phases = np.arange(BLOCK)
+        for axis in (0, 1):
+            total, count = self.grid[axis, :, 0], self.grid[axis, :, 1]
+            if count.min() < 1000 or total.sum() <= 0:
+                return None
+            mean = total / count
+            harmonic = np.sum(mean * np.exp(2j * np.pi * phases / BLOCK))
+            edge = int(np.round(np.angle(harmonic) * BLOCK / (2 * np.pi))) % BLOCK
+            found.append((edge, float(abs(harmonic) / mean.sum()),
+                          float(mean[edge] / np.median(mean))))
+        return tuple(found)
 
     def _add_sample(self, values):
         """Keep about SAMPLES of the raw residuals' magnitudes: every step-th of `values`,

@@ -287,6 +287,14 @@ class Tile:
     pad_mode: object = None
     weight: object = None
 
+    @property
+    def origins(self):
+        """Each slot's first output sample in its image (None for a tile read without its
+        pieces)."""
+        if not self.pieces:
+            return None
+        return [box.start for _, box in self.pieces]
+
     def windows(self, problem):
         """Every 'valid' window of the tile's block, (B, *S_valid, C_in, *K)."""
         applied = self.applied
@@ -517,9 +525,10 @@ def design_tiles(problem, first, design, known=None):
     else:
         operator = Operator(design.support.shape, problem.layout, problem.n_in,
                             problem.n_out)
-        for band, block in batches(problem, design.support, design.boxes, design.pad_mode):
+        for band, block, pieces in batches(problem, design.support, design.boxes,
+                                           design.pad_mode, where=True):
             yield Tile(band, design.support, operator.on(block.extended), block.target,
-                       block.usable, weight=block.weight)
+                       block.usable, pieces, design.pad_mode, block.weight)
 
 
 def embed(kernel, support, outer):

@@ -402,3 +402,14 @@ def test_constraints_on_dask_agree_with_memory(rng):
     np.testing.assert_allclose(lazy.kernel, here.kernel, atol=1e-12)
     np.testing.assert_allclose(lazy.stderr, here.stderr, rtol=1e-8)
     assert lazy.constraints == here.constraints
+
+
+def test_symmetric_size_auto_searches_centred_supports(rng):
+    """A kernel placed off-centre would be symmetric about the wrong centre: with a
+    symmetry, size='auto' tries centred odd supports only."""
+    x = rng.standard_normal((80, 80))
+    y = kernelfit.convolve(x, kernels.gaussian(3, 0.8)) + 0.01 * rng.standard_normal(x.shape)
+    fit = kernelfit.fit_kernel(x, y, "auto", constraints={"symmetry": "radial"})
+    assert fit.size == (3, 3) and fit.origin == (0, 0)
+    assert all(k % 2 == 1 for shape, _ in fit.size_scores for k in shape)
+    np.testing.assert_allclose(fit.kernel, kernels.gaussian(3, 0.8), atol=1e-3)

@@ -19,6 +19,8 @@ SCRIPTS = {
                          "constrained_fits_quick.csv"],
     "noise_models": ["noise_models_quick.png", "noise_models_quick.md",
                      "noise_models_quick.csv"],
+    "jpeg_outputs": ["jpeg_outputs_quick.png", "jpeg_outputs_quick.md",
+                     "jpeg_outputs_quick.csv"],
 }
 
 
