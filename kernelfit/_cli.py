@@ -197,6 +197,7 @@ CLI_WORDS = [
     (r"\bmax_size\b", "--max-size"),
     (r"\bconstraints\['(nonneg|sum|rank)'\]", r"--\1"),
     (r"\bconstraints\['symmetry'\]", "--symmetric"),
+    (r"\bprior and constraints cannot", "--smooth and constraints cannot"),
     (r"\bmethod='lstsq' or 'lstsq-stats'", "--method lstsq"),
     (r"\bmethod='(\w+)'", r"--method \1"),
     (r"\b(mode|boundary)=(?=[\s,;.)]|$)", r"--\1"),
@@ -261,10 +262,11 @@ def build_parser():
     fit.add_argument("--loss", choices=["squared", "huber", "cauchy"], default="squared",
                      help="squared (least squares, the default), or a robust loss that "
                      "bounds what wrong samples (outliers) can do to the kernel")
-    fit.add_argument("--noise", type=_noise, metavar="poisson:gain=G[,read=R]",
+    fit.add_argument("--noise", type=_noise, metavar="poisson:gain=G[,read=R]|auto",
                      help="a noise model: photon noise of G photons per output unit plus "
-                     "read noise R (output units); the fit is weighted by its variance at "
-                     "the predicted output")
+                     "read noise R (output units), or auto (the residual's variance against "
+                     "the level, found); the fit is weighted by its variance at the "
+                     "predicted output")
     constrain = fit.add_argument_group(
         "constraints", "fit a kernel that is constrained (with --method lstsq; they combine, "
         "except --symmetric with --separable or --rank)")
@@ -281,6 +283,10 @@ def build_parser():
                            help="a separable kernel, column x row (the same as --rank 1)")
     constrain.add_argument("--rank", type=_rank,
                            help="a sum of R separable terms, or auto (the rank found by BIC)")
+    fit.add_argument("--smooth", type=_smooth, metavar="WEIGHT|gcv",
+                     help="a smoothness prior: the kernel's Laplacian penalised with this "
+                     "weight, or the weight chosen by generalised cross-validation (noisy "
+                     "data, smooth kernels)")
     fit.add_argument("--strict", action="store_true",
                      help="exit 1 if the kernel is not identifiable or the fit did not converge")
     fit.add_argument("-o", "--output-kernel", metavar="FILE", dest="kernel_file",
@@ -416,10 +422,13 @@ SCHEDULER_TIMEOUT = "10s"
 
 
 def _noise(text):
-    """'poisson:gain=G[,read=R]' as fit_kernel's noise, gain and read_noise."""
+    """'poisson:gain=G[,read=R]' or 'auto' as fit_kernel's noise, gain and read_noise."""
+    if text == "auto":
+        return {"noise": "auto"}
     model, _, rest = text.partition(":")
     if model != "poisson":
-        raise argparse.ArgumentTypeError(f"expected poisson:gain=G[,read=R], got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected poisson:gain=G[,read=R] or auto, got "
+                                         f"{text!r}")
     found = {"noise": model}
     for part in filter(None, (p.strip() for p in rest.split(","))):
         key, _, value = part.partition("=")
@@ -436,6 +445,18 @@ def _noise(text):
         raise argparse.ArgumentTypeError(f"poisson needs gain=G (photons per output unit), "
                                          f"got {text!r}")
     return found
+
+
+def _smooth(text):
+    if text == "gcv":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value >= 0 or not np.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a weight >= 0 or gcv, got {text!r}")
+    return value
 
 
 def _rank(text):
@@ -537,6 +558,7 @@ def _fit_files(args, lazy, resources):
                      channel_axis=channel_axis, channels=channels, mask=mask, origin=origin,
                      max_size=args.max_size, progress=_progress(args),
                      constraints=_constraints(args), weights=weights, loss=args.loss,
+                     prior=None if args.smooth is None else {"laplacian": args.smooth},
                      **(args.noise or {}))
     peak = _peak(target)
     # (a weighted residual RMS is on the weights' scale: no PSNR of the image from it)
@@ -761,12 +783,17 @@ def report(fit, input_path, output_path, image, target, psnr, identification=Non
                      + (" (black x on the --plot residual panel)" if fit.robust['outliers']
                         else ""))
     if fit.noise:
-        lines.append(f"noise model: {fit.noise['model']}, gain {fit.noise['gain']:g}, read "
-                     f"noise {fit.noise['read_noise']:g}: weighted by its variance at the "
-                     f"prediction ({fit.noise['refits']} refits), chi^2/dof "
-                     f"{fit.noise['chi2_dof']:.3g} (about 1 when the model holds)")
+        from ._result import noise_text
+        lines.append("noise model: " + noise_text(fit.noise)
+                     + (": weighted by its variance at the prediction (chi^2/dof about 1 "
+                        "when the model holds)" if "refits" in fit.noise else ""))
     if fit.constraints:
         lines.append("constraints: " + _constraints_text(fit))
+    if fit.prior:
+        weight = np.array2string(np.asarray(fit.prior["laplacian"]), precision=3)
+        lines.append(f"smoothness prior: the kernel's Laplacian penalised with weight {weight}"
+                     + (" (chosen by generalised cross-validation)"
+                        if fit.prior["chosen_by"] == "gcv" else ""))
     if fit.size_scores:
         lines.append(f"size found: {'x'.join(map(str, fit.size))}, origin {fit.origin} "
                      f"(lowest BIC of {len(fit.size_scores)} candidate supports"

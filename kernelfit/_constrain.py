@@ -482,7 +482,7 @@ def solve_constrained(problem, design, first, final=True):
     kernel, bias = _assemble(problem, design, solutions)
     if final:
         ss_res, _, moments = residual_pass(problem, design, known, kernel, bias, False,
-                                           moments=problem.checks or problem.robust)
+                                           moments=problem.needs_moments)
     else:
         moments = None
         ss_res = np.stack([[_rss(stats.gram[s], stats.rhs[s][:, j], stats.yy[s][j],

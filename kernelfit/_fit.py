@@ -12,6 +12,7 @@ from ._compression import jpeg_grid, simplest_design
 from ._constrain import solve_constrained
 from ._diagnose import diagnose
 from ._prepare import prepare
+from ._prior import solve_prior
 from ._reweight import solve_robust, solve_with_noise
 from ._result import KernelFit
 from ._search import choose, plan
@@ -25,7 +26,7 @@ def fit_kernel(input, output, size, *, mode=None, boundary=None, fillvalue=0,
                convention="convolution", origin=0, bias=False, channel_axis=None,
                channels="shared", mask=None, saturated="auto", method="lstsq", options=None,
                max_size=15, checks=True, progress=False, constraints=None, weights=None,
-               noise=None, gain=None, read_noise=None, loss="squared"):
+               noise=None, gain=None, read_noise=None, loss="squared", prior=None):
     r"""Recover the kernel of a linear filter from its input and output.
 
     Every output sample is a linear function of a window of the input, so the kernel is
@@ -102,14 +103,26 @@ def fit_kernel(input, output, size, *, mode=None, boundary=None, fillvalue=0,
         residual's own scale. Every path takes them; the normal equations then sum the
         weighted windows directly (a weighted Gram matrix has no FFT form), which costs
         more than an unweighted fit for large kernels. A dask array stays lazy.
-    noise : {None, 'poisson'}, optional
+    noise : {None, 'poisson', 'auto'}, optional
         A noise model whose variance follows the output level: 'poisson' (photon noise,
         with `gain`, plus `read_noise`), ``variance = read_noise**2 + mu / gain`` at the
         expected output mu. The fit is then weighted by the inverse variance at the
         kernel's own prediction, refitted until the kernel settles (iteratively reweighted
         least squares: two passes over the pixels a refit, at most 4 refits), and its
         standard errors are those of the known variance. ``fit.noise`` reports the refits
-        and the chi-square per degree of freedom (about 1 when the model holds).
+        and the chi-square per degree of freedom (about 1 when the model holds). 'auto'
+        fits the line ``variance = a + b * level`` to the least-squares residual's variance
+        by level (gathered in its residual pass) and, when it grows with the level (b over 5
+        standard errors and 10% of the mean variance across the levels), refits with it;
+        ``fit.noise`` holds the curve, the line and the gain and read noise it means.
+    prior : dict, optional
+        ``{'laplacian': w}``: a smoothness prior, the fit minimising
+        ``|A k + b - y|^2 + w |L k|^2`` with L the kernel grid's discrete Laplacian (zero
+        beyond the support: it also asks the kernel to fall to zero at its edges, as a
+        PSF does); ``w='gcv'`` chooses the weight by generalised cross-validation. For
+        noisy data and smooth kernels. ``fit.prior`` holds the weight used; the standard
+        errors are the regularised estimator's (its bias is not in them). With `method`
+        'lstsq' or 'lstsq-stats'; not with `constraints`.
     loss : {'squared', 'huber', 'cauchy'}, optional
         'squared' is least squares. A robust loss bounds what a wrong sample (a cosmic ray,
         a logo burnt in, a stuck pixel) can do to the kernel: iteratively reweighted least
@@ -281,7 +294,7 @@ def fit_kernel(input, output, size, *, mode=None, boundary=None, fillvalue=0,
                       saturated=saturated, method=method, options=options,
                       max_size=max_size, checks=checks, progress=progress,
                       constraints=constraints, weights=weights, noise=noise, gain=gain,
-                      read_noise=read_noise, loss=loss)
+                      read_noise=read_noise, loss=loss, prior=prior)
     planned = plan(problem)
     _check_memory(problem, planned[0], planned[3])
     first = first_pass(problem, *planned)  # the one pass over the pixels
@@ -332,6 +345,8 @@ def _solve(problem, design, first, final=True):
     pass."""
     if problem.constraints is not None:
         return solve_constrained(problem, design, first, final)
+    if problem.prior is not None:
+        return solve_prior(problem, design, first, final)
     if problem.method in ("lstsq", "lstsq-stats"):
         return get_solver(problem.method)(problem, design, first, final=final)
     return get_solver(problem.method)(problem, design, first, **problem.options)
@@ -395,4 +410,5 @@ def _result(problem, choice, estimate, total, compression=None):
         size_scores=choice.size_scores, boundary_scores=choice.boundary_scores,
         frame=choice.frame, size_limit=choice.size_limit, constraints=estimate.constraints,
         rank_scores=estimate.rank_scores, weighted=problem.weighted or estimate.noise is not None,
-        noise=estimate.noise, robust=estimate.robust, compression=compression)
+        noise=estimate.noise, robust=estimate.robust, compression=compression,
+        prior=estimate.prior)

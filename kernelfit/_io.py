@@ -526,7 +526,7 @@ _FIELDS = ("convention", "method", "mode", "boundary", "fillvalue", "origin", "f
            "channels", "channel_axis", "bias", "bias_stderr", "stderr", "residual_rms", "r2",
            "n_equations", "n_unknowns", "rank", "identifiable", "condition_number",
            "n_masked", "reg", "n_steps", "stop_reason", "device", "boundary_scores",
-           "constraints", "weighted", "noise", "robust", "compression")
+           "constraints", "weighted", "noise", "robust", "compression", "prior")
 
 
 def fit_to_dict(fit, extra=None):
@@ -655,17 +655,27 @@ def fit_from_dict(content):
         n_masked=number("n_masked", 0, int), boundary_scores=scores, frame=frame,
         constraints=constraints, weighted=content.get("weighted") is True,
         noise=_noise_record(content.get("noise")), robust=_robust_record(content.get("robust")),
-        compression=_compression_record(content.get("compression")))
+        compression=_compression_record(content.get("compression")),
+        prior=_prior_record(content.get("prior")))
 
 
 def _noise_record(noise):
     """A kernel file's noise record (a fit's `noise`), checked, or None."""
     if noise is None:
         return None
-    if not isinstance(noise, dict) or noise.get("model") != "poisson":
-        raise ValueError(f"'noise' must be an object with model 'poisson'; got {noise!r}")
-    record = {"model": "poisson"}
-    for name in ("gain", "read_noise", "refits", "chi2_dof"):
+    if not isinstance(noise, dict) or noise.get("model") not in ("poisson", "auto"):
+        raise ValueError(f"'noise' must be an object with model 'poisson' or 'auto'; got "
+                         f"{noise!r}")
+    record = {"model": noise["model"]}
+    if noise["model"] == "auto":
+        record["level_dependent"] = noise.get("level_dependent") is True
+        if "curve" in noise:
+            record["curve"] = _numbers(noise["curve"], "noise curve").tolist()
+    names = ("gain", "read_noise", "refits", "chi2_dof") + (
+        ("intercept", "slope") if noise["model"] == "auto" else ())
+    for name in names:
+        if name not in noise and noise["model"] == "auto":
+            continue
         value = noise.get(name)
         if isinstance(value, bool) or not isinstance(value, (int, float, type(None))):
             raise ValueError(f"'noise' {name!r} must be a number; got {value!r}")
@@ -693,6 +703,21 @@ def _compression_record(compression):
     if compression.get("searched") is not None:
         record["searched"] = tuple(_integers(compression["searched"], "compression searched"))
     return record
+
+
+def _prior_record(prior):
+    """A kernel file's prior record (a fit's `prior`), checked, or None."""
+    if prior is None:
+        return None
+    weight = prior.get("laplacian") if isinstance(prior, dict) else None
+    weights = np.atleast_1d(np.asarray(weight if weight is not None else np.nan,
+                                       dtype=object))
+    if not all(isinstance(w, (int, float)) and not isinstance(w, bool) for w in weights) \
+            or prior.get("chosen_by") not in ("gcv", "given"):
+        raise ValueError(f"'prior' must be an object with a 'laplacian' weight and "
+                         f"'chosen_by' 'gcv' or 'given'; got {prior!r}")
+    return {"laplacian": weight if np.ndim(weight) == 0 else np.array(weight, dtype=float),
+            "chosen_by": prior["chosen_by"]}
 
 
 def _robust_record(robust):

@@ -54,8 +54,7 @@ def solve_statistics(problem, design, first, final=True):
     kernel, bias = _assemble(problem, design, solutions)
     if final:
         ss_res, gradient, moments = residual_pass(problem, design, known, kernel, bias,
-                                                  refine, moments=problem.checks
-                                                  or problem.robust)
+                                                  refine, moments=problem.needs_moments)
     else:
         ss_res = np.stack([residual_from_statistics(stats.gram[s], stats.rhs[s], stats.yy[s],
                                                     x, b if problem.bias else None)

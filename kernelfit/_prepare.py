@@ -19,6 +19,7 @@ from ._geometry import (
     support_for,
 )
 from ._operator import LAYOUTS, gather
+from ._prior import check_prior
 from ._reweight import check_loss, check_noise
 from ._progress import Progress, check_progress
 from ._solve import check_options
@@ -231,6 +232,7 @@ class Problem:
     noise: object = None      # a Noise, or None: no noise model
     loss: str = "squared"     # 'squared', or a robust loss ('huber', 'cauchy')
     outlier_threshold: object = None  # residuals beyond it are counted (robust fits)
+    prior: object = None      # None, or {'laplacian': weight or 'gcv'}
 
     @property
     def weighted(self):
@@ -242,6 +244,13 @@ class Problem:
     def robust(self):
         """Whether the loss is a robust one (reweighted by the residuals)."""
         return self.loss != "squared"
+
+    @property
+    def needs_moments(self):
+        """Whether the residual pass gathers its moments: for the checks, a robust loss's
+        scale, or the variance against the level that noise='auto' fits."""
+        return self.checks or self.robust or (self.noise is not None
+                                              and self.noise.model == "auto")
 
     @property
     def absolute(self):
@@ -290,12 +299,13 @@ CHANNELS = LAYOUTS
 def prepare(input, output, size, *, mode, boundary, fillvalue, convention, origin, bias,
             channel_axis, channels, mask, saturated, method, options, max_size, checks,
             progress=None, constraints=None, weights=None, noise=None, gain=None,
-            read_noise=None, loss="squared"):
+            read_noise=None, loss="squared", prior=None):
     """Check every argument of fit_kernel once; return the Problem."""
     options = check_options(method, options)
     constraints = check_constraints(constraints, method)
     noise = check_noise(noise, gain, read_noise)
     loss = check_loss(loss, weights, noise)
+    prior = check_prior(prior, method, constraints)
     if noise is not None and weights is not None:
         raise ValueError("weights and noise both weight the samples (a noise model's weights "
                          "are its inverse variances): pass one of them")
@@ -400,7 +410,7 @@ def prepare(input, output, size, *, mode, boundary, fillvalue, convention, origi
                                     for source in (pair.input, pair.output, pair.mask,
                                                    pair.weights)
                                     if source is not None),
-        constraints=constraints, noise=noise, loss=loss)
+        constraints=constraints, noise=noise, loss=loss, prior=prior)
 
 
 def _geometry(pairs, size, mode, n):

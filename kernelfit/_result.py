@@ -33,6 +33,16 @@ def centre_on_anchor(kernel, stderr, size, origin, convention):
     return centred, centred_stderr
 
 
+def noise_text(noise):
+    """A fit's noise model in words."""
+    if noise["model"] == "auto" and not noise.get("level_dependent"):
+        return ("auto: the residual's variance does not grow with the level (one variance "
+                "for all: least squares as it is)")
+    found = "auto: photon-like, " if noise["model"] == "auto" else "poisson, "
+    return (f"{found}gain {noise['gain']:.4g}, read noise {noise['read_noise']:.4g} "
+            f"({noise['refits']} refits; chi^2/dof {noise['chi2_dof']:.3g})")
+
+
 @dataclasses.dataclass(frozen=True, repr=False)
 class KernelFit:
     """A fitted kernel, its diagnostics, and the geometry it was fitted in.
@@ -86,8 +96,8 @@ class KernelFit:
     n_masked : int
         Output samples left out by `mask` or as saturated.
     reg : float, ndarray or None
-        The Tikhonov parameter used by ``method='ridge'`` (one per channel when GCV chose
-        them separately).
+        The Tikhonov parameter used by ``method='ridge'``, or the weight of a Laplacian
+        `prior` (one per channel when GCV chose them separately).
     loss_history : ndarray or None
         ``method='tf'``: the loss (mean squared error) before the first step and after each.
     n_steps : int or None
@@ -123,11 +133,17 @@ class KernelFit:
         With a noise model (``fit_kernel(noise='poisson', ...)``): 'model', 'gain',
         'read_noise', 'refits' (weighted fits after the unweighted start) and 'chi2_dof'
         (the weighted residual per degree of freedom: about 1 when the model holds;
-        the standard errors assume it does).
+        the standard errors assume it does). With ``noise='auto'``: 'level_dependent'
+        (whether the residual's variance grows with the level), 'curve' (per level bin:
+        level, variance, samples) and, when it grows, the line found ('intercept',
+        'slope'), the 'gain' and 'read_noise' it means, 'refits' and 'chi2_dof'.
     robust : dict or None
         With a robust loss (``fit_kernel(loss='huber')``): 'loss', 'scale' (the residual
         scale the weights used: the least-squares residuals' median magnitude / 0.6745),
         'refits' and 'outliers' (samples whose residual exceeds 3 scales).
+    prior : dict or None
+        With ``fit_kernel(prior={'laplacian': ...})``: 'laplacian' (the weight used) and
+        'chosen_by' ('gcv' or 'given').
     compression : dict or None
         When the residual shows JPEG's 8x8 block grid (2-D images, with `checks`):
         'format' ('JPEG'), 'block' (8), 'rows' and 'columns' (where the blocks start,
@@ -172,6 +188,7 @@ class KernelFit:
     noise: object = None
     robust: object = None
     compression: object = None
+    prior: object = None
 
     def __post_init__(self):
         for name in ("kernel", "stderr", "bias", "bias_stderr", "reg", "loss_history"):
@@ -331,7 +348,7 @@ class KernelFit:
         lines.append(f"  {status}: rank {self.rank} of {self.n_unknowns} unknowns, "
                      f"condition number {self.condition_number:.3g}"
                      + (f", ridge reg {np.array2string(np.asarray(self.reg), precision=3)}"
-                        if self.reg is not None else ""))
+                        if self.reg is not None and not self.prior else ""))
         if self.size_scores:
             best = min(self.size_scores, key=self.size_scores.get)
             lines.append(f"  size found: {'x'.join(map(str, best[0]))} at origin {best[1]} "
@@ -339,6 +356,10 @@ class KernelFit:
                          + (f"; the data allow a search up to "
                             f"{'x'.join(map(str, self.size_limit))} only"
                             if self.size_limit else "") + ")")
+        if self.prior:
+            lines.append(f"  prior: Laplacian, weight "
+                         f"{np.array2string(np.asarray(self.prior['laplacian']), precision=3)}"
+                         f" ({self.prior['chosen_by']})")
         if self.compression:
             lines.append(f"  compression: {self.compression['format']} "
                          f"({self.compression['block']}x{self.compression['block']} blocks "
@@ -349,9 +370,7 @@ class KernelFit:
                          f"{self.robust['scale']:.3g}, {self.robust['outliers']} outliers "
                          f"(beyond 3 scales), {self.robust['refits']} refits")
         if self.noise:
-            lines.append(f"  noise: {self.noise['model']}, gain {self.noise['gain']:g}, read "
-                         f"noise {self.noise['read_noise']:g} ({self.noise['refits']} refits; "
-                         f"chi^2/dof {self.noise['chi2_dof']:.3g})")
+            lines.append("  noise: " + noise_text(self.noise))
         if self.constraints:
             lines.append("  constraints: " + ", ".join(
                 f"{name} {value!r}" if not isinstance(value, bool) else name

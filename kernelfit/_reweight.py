@@ -34,7 +34,7 @@ from ._validation import shown
 __all__ = ["LOSSES", "NOISE_MODELS", "Noise", "check_loss", "check_noise", "solve_robust",
            "solve_with_noise"]
 
-NOISE_MODELS = ("poisson",)
+NOISE_MODELS = ("poisson", "auto")
 # Refits at most (after the unweighted start); they stop once the kernel moves by less than
 # CONVERGED standard errors.
 NOISE_ITERATIONS = 4
@@ -64,15 +64,22 @@ def check_loss(loss, weights, noise):
 @dataclasses.dataclass(frozen=True)
 class Noise:
     """A checked noise model: 'poisson' with `gain` (photons per output unit) and
-    `read_noise` (its standard deviation, in output units)."""
+    `read_noise` (its standard deviation, in output units); or the line ``intercept +
+    slope * mu`` that 'auto' found (at least `floor`)."""
 
     model: str
-    gain: float
+    gain: float = None
     read_noise: float = 0.0
+    intercept: float = None
+    slope: float = None
+    floor: float = None
 
     def variance(self, mu):
-        """The variance at the expected output `mu`: ``read_noise^2 + max(mu, 0) / gain``,
-        and at least one photon's, ``1 / gain^2`` (a sample predicted dark is not exact)."""
+        """The variance at the expected output `mu`. 'poisson': ``read_noise^2 +
+        max(mu, 0) / gain``, and at least one photon's, ``1 / gain^2`` (a sample predicted
+        dark is not exact); a found line: ``intercept + slope * mu``, at least `floor`."""
+        if self.slope is not None:
+            return np.maximum(self.intercept + self.slope * np.real(mu), self.floor)
         return np.maximum(self.read_noise ** 2 + np.maximum(np.real(mu), 0) / self.gain,
                           1.0 / self.gain ** 2)
 
@@ -88,6 +95,11 @@ def check_noise(noise, gain, read_noise):
     if not isinstance(noise, str) or noise not in NOISE_MODELS:
         raise ValueError(f"noise must be one of {', '.join(map(repr, NOISE_MODELS))} or None; "
                          f"got {shown(noise)}")
+    if noise == "auto":
+        if gain is not None or read_noise is not None:
+            raise ValueError("noise='auto' estimates the variance against the level itself; "
+                             "pass noise='poisson' to give gain and read_noise")
+        return Noise("auto")
     if gain is None:
         raise ValueError("noise='poisson' needs gain: photons (or electrons) per output unit "
                          "(1 for data in photon counts)")
@@ -149,19 +161,70 @@ class ResidualWeights(PredictedWeights):
         return 1.0 / (1.0 + (u / c) ** 2)
 
 
+# 'auto': a variance that grows with the level by less than this share of the mean variance
+# over the levels seen, or by a slope within SIGNIFICANT standard errors of 0, is taken as
+# constant (least squares is then right as it is).
+FLAT = 0.1
+SIGNIFICANT = 5.0
+
+
+def fit_variance(moments):
+    """The line ``variance = intercept + slope * level`` through the residual's variance
+    by level bin, least squares weighted by the inverse variance of each bin's estimate
+    (``2 variance^2 / count`` for normal residuals). Returns (intercept, slope, the
+    slope's standard error, levels, variances, counts), or None with fewer than 3 bins."""
+    levels, variances, counts = moments.variance_curve()
+    if levels.size < 3:
+        return None
+    weights = counts / (2 * np.maximum(variances, np.finfo(float).tiny) ** 2)
+    design = np.stack([np.ones_like(levels), levels], axis=1)
+    normal = design.T @ (weights[:, None] * design)
+    if np.linalg.matrix_rank(normal) < 2:
+        return None
+    intercept, slope = np.linalg.solve(normal, design.T @ (weights * variances))
+    spread = float(np.sqrt(np.linalg.inv(normal)[1, 1]))
+    return float(intercept), float(slope), spread, levels, variances, counts
+
+
+def _found_noise(estimate):
+    """'auto': the noise model the least-squares residual shows, and its report."""
+    line = None if estimate.moments is None else fit_variance(estimate.moments)
+    if line is None:
+        return None, {"model": "auto", "level_dependent": False}
+    intercept, slope, spread, levels, variances, counts = line
+    mean = float(np.average(variances, weights=counts))
+    span = float(levels.max() - levels.min())
+    curve = [[float(a), float(b), int(c)] for a, b, c in zip(levels, variances, counts)]
+    if slope * span < FLAT * mean or slope < SIGNIFICANT * spread:
+        return None, {"model": "auto", "level_dependent": False, "curve": curve}
+    report = {"model": "auto", "level_dependent": True, "intercept": intercept,
+              "slope": slope, "gain": 1.0 / slope,
+              "read_noise": float(np.sqrt(intercept)) if intercept > 0 else 0.0,
+              "curve": curve}
+    return Noise("auto", intercept=intercept, slope=slope,
+                 floor=max(1e-3 * mean, np.finfo(float).tiny)), report
+
+
 def solve_with_noise(problem, design, first, solve):
     """Iteratively reweighted least squares under `problem.noise`, each fit by `solve`
     (problem, design, first) -> Estimate. Returns the last estimate, with
     ``estimate.noise`` the model, the refits made and the chi-square per degree of
-    freedom."""
+    freedom. 'auto' first fits the variance against the level to the least-squares
+    residual (a line: photon and read noise), and refits with it only when it grows with
+    the level."""
     noise = problem.noise
     estimate = solve(problem, design, first)
+    found = {}
+    if noise.model == "auto":
+        noise, found = _found_noise(estimate)
+        if noise is None:  # one variance for all: least squares is the fit
+            return dataclasses.replace(estimate, noise=found)
     iterations = 0
     for iterations in range(1, NOISE_ITERATIONS + 1):
         rule = PredictedWeights(noise, np.asarray(estimate.kernel), None if estimate.bias
                                 is None else np.asarray(estimate.bias), design.support,
                                 problem.layout, problem.n_in, problem.n_out)
-        weighted = _with_weights(problem, rule)
+        weighted = dataclasses.replace(_with_weights(problem, rule), noise=noise)
         previous = np.asarray(estimate.kernel)
         estimate = solve(weighted, design, None)  # (new weights: every sum anew)
         moved = np.abs(np.asarray(estimate.kernel) - previous)
@@ -170,9 +233,10 @@ def solve_with_noise(problem, design, first, solve):
             break
     dof = estimate.n_equations - estimate.rank
     chi2_dof = estimate.ss_res / dof if dof > 0 else float("nan")
-    return dataclasses.replace(estimate, noise={
-        "model": noise.model, "gain": noise.gain, "read_noise": noise.read_noise,
-        "refits": iterations, "chi2_dof": float(chi2_dof)})
+    report = found or {"model": noise.model, "gain": noise.gain,
+                       "read_noise": noise.read_noise}
+    return dataclasses.replace(estimate, noise={**report, "refits": iterations,
+                                                "chi2_dof": float(chi2_dof)})
 
 
 def _with_weights(problem, rule):

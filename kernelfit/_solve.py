@@ -118,6 +118,7 @@ class Estimate:
     rank_scores: object = None
     noise: object = None
     robust: object = None
+    prior: object = None
 
 
 class EstimateBuilder:
@@ -481,6 +482,9 @@ def residual_from_statistics(gram, rhs, yy, x, bias):
 
 # The side of JPEG's blocks (and of MPEG's, and of most DCT codecs').
 BLOCK = 8
+# The residual's variance is gathered in this many bins of the standardised predicted level,
+# over this many standard deviations either side of the output's mean.
+LEVEL_BINS, LEVEL_RANGE = 48, 4.0
 
 
 class Moments:
@@ -518,6 +522,9 @@ class Moments:
         # pair starts), the sum of squared differences of neighbouring raw residuals and
         # their count: JPEG's independent blocks show as larger jumps across block edges
         self.grid = np.zeros((2, BLOCK, 2))
+        # the raw residual's variance against the predicted level: per bin of the
+        # standardised level z in [-LEVEL_RANGE, LEVEL_RANGE], (count, sum p, sum r^2)
+        self.levels = np.zeros((LEVEL_BINS, 3))
 
     def add(self, predicted, residual, used=None, sums=None, raw=None, origins=None):
         """Add samples: predicted values and residuals, where `used` (default: all), and
@@ -559,14 +566,21 @@ class Moments:
         if predicted.ndim > 1:  # whole rows of the first spatial axis, every step-th
             step = max(1, predicted.size // self.SAMPLES)
             every = (slice(None), slice(None, None, step))
-            predicted, residual = predicted[every], residual[every]
+            predicted, residual, raw = predicted[every], residual[every], raw[every]
             used = None if used is None else used[every]
-        predicted, residual = predicted.reshape(-1), residual.reshape(-1)
+        predicted, residual, raw = predicted.reshape(-1), residual.reshape(-1), raw.reshape(-1)
         if used is not None:
             used = used.reshape(-1)
-            predicted, residual = predicted[used], residual[used]
+            predicted, residual, raw = predicted[used], residual[used], raw[used]
         if predicted.size == 0:
             return
+        if not (np.iscomplexobj(predicted) or np.iscomplexobj(raw)):
+            z = np.clip((predicted - self.centre) / self.scale, -LEVEL_RANGE, LEVEL_RANGE)
+            bins = np.minimum(((z + LEVEL_RANGE) / (2 * LEVEL_RANGE) * LEVEL_BINS).astype(int),
+                              LEVEL_BINS - 1)
+            self.levels[:, 0] += np.bincount(bins, minlength=LEVEL_BINS)
+            self.levels[:, 1] += np.bincount(bins, predicted, minlength=LEVEL_BINS)
+            self.levels[:, 2] += np.bincount(bins, raw * raw, minlength=LEVEL_BINS)
         self.sum_p2 += float(np.real(np.vdot(predicted, predicted))) * count / predicted.size
         if np.iscomplexobj(predicted) or np.iscomplexobj(residual):
             self.real = False  # tone curves act on real levels: no curvature test
@@ -599,6 +613,7 @@ class Moments:
             setattr(self, name, getattr(self, name) + getattr(other, name))
         self.beyond += other.beyond
         self.grid = self.grid + other.grid
+        self.levels = self.levels + other.levels
         self._add_sample(other.sample)
         return self
 
@@ -658,6 +673,13 @@ class Moments:
         self.sample = np.concatenate([self.sample, values[::step]])
         while self.sample.size > 2 * self.SAMPLES:
             self.sample = self.sample[::2]
+
+    def variance_curve(self):
+        """The raw residual's variance against the predicted level, per level bin with at
+        least 50 samples: (levels, variances, counts)."""
+        count, level, energy = self.levels.T
+        seen = count >= 50
+        return (level[seen] / count[seen], energy[seen] / count[seen], count[seen])
 
     def robust_scale(self):
         """The residual's scale from its median magnitude, as the MAD estimates a normal

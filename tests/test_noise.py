@@ -83,7 +83,7 @@ def test_poisson_with_constraints_and_on_dask(rng):
 
 
 @pytest.mark.parametrize("call, error, words", [
-    (dict(noise="gaussian", gain=1.0), ValueError, "noise must be one of 'poisson' or None"),
+    (dict(noise="gaussian", gain=1.0), ValueError, "noise must be one of 'poisson', 'auto' or None"),
     (dict(noise="poisson"), ValueError, "noise='poisson' needs gain"),
     (dict(noise="poisson", gain=0), ValueError, "gain must be a finite number > 0"),
     (dict(noise="poisson", gain=np.nan), ValueError, "gain must be a finite number > 0"),
@@ -122,3 +122,52 @@ def test_cli_noise(tmp_path, capsys, rng):
                      "3", "--noise", flag]) == 2
         err = capsys.readouterr().err
         assert words in err and len(err.strip().splitlines()) == 1
+
+
+def test_auto_finds_the_photon_noise_and_is_calibrated():
+    """noise='auto': the variance against the level, fitted to the least-squares residual,
+    gives the gain and read noise, and standard errors as calibrated as the known model's."""
+    rng = np.random.default_rng(21)
+    pulls, gains, reads = [], [], []
+    for _ in range(150):
+        x, y = poisson_pair(rng, gain=2.0, read=3.0, shape=(48, 48))
+        fit = kernelfit.fit_kernel(x, y, 3, mode="valid", noise="auto", checks=False)
+        assert fit.noise["level_dependent"]
+        pulls.append((fit.kernel - KERNEL) / fit.stderr)
+        gains.append(fit.noise["gain"])
+        reads.append(fit.noise["read_noise"])
+    assert 0.9 < np.std(pulls) < 1.1
+    assert np.median(gains) == pytest.approx(2.0, rel=0.1)
+    assert np.median(reads) == pytest.approx(3.0, rel=0.15)
+    assert "auto: photon-like, gain" in str(fit)
+
+
+def test_auto_on_constant_noise_is_least_squares(rng):
+    x = rng.standard_normal((64, 64))
+    y = kernelfit.convolve(x, KERNEL) + 0.1 * rng.standard_normal(x.shape)
+    fit = kernelfit.fit_kernel(x, y, 3, noise="auto")
+    plain = kernelfit.fit_kernel(x, y, 3)
+    assert not fit.noise["level_dependent"] and len(fit.noise["curve"]) >= 3
+    np.testing.assert_array_equal(fit.kernel, plain.kernel)
+    assert "does not grow with the level" in str(fit)
+
+
+def test_auto_refuses_given_parameters(rng):
+    x = rng.standard_normal((20, 20))
+    with pytest.raises(ValueError, match="noise='auto' estimates the variance"):
+        kernelfit.fit_kernel(x, x, 3, noise="auto", gain=2.0)
+
+
+def test_cli_noise_auto(tmp_path, capsys, rng):
+    from kernelfit._cli import main
+    from kernelfit._io import read_fit
+
+    x, y = poisson_pair(rng, gain=2.0, read=1.0, shape=(80, 80), ramp=False)
+    np.save(tmp_path / "big.npy", x)
+    np.save(tmp_path / "y.npy", y)
+    assert main(["fit", str(tmp_path / "big.npy"), str(tmp_path / "y.npy"), "--size", "3",
+                 "--noise", "auto", "-o", str(tmp_path / "k.json")]) == 0
+    out = capsys.readouterr().out
+    assert "noise model: auto: photon-like, gain" in out
+    noise = read_fit(tmp_path / "k.json")[0].noise
+    assert noise["model"] == "auto" and noise["level_dependent"] and noise["gain"] > 0
