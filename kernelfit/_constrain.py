@@ -23,7 +23,13 @@ import numbers
 
 import numpy as np
 
-from ._solve import EstimateBuilder, Factorization, _Centred, residual_from_statistics
+from ._solve import (
+    EstimateBuilder,
+    Factorization,
+    _Centred,
+    joint_covariance,
+    residual_from_statistics,
+)
 from ._validation import check_choice, check_scalar, shown
 
 __all__ = ["CONSTRAINTS", "Constraints", "check_constraints", "solve_constrained"]
@@ -505,6 +511,15 @@ def solve_constrained(problem, design, first, final=True):
             coef_se = np.sqrt(sigma2 * solved.variance)
             bias_se = (np.sqrt(sigma2 * system.bias_variance(*solved.bias_terms))
                        if problem.bias else None)
+            if builder.wants_covariance:
+                K, factor = solved.bias_terms
+                kernel = K @ factor.solve_centred(K.conj().T.copy()) if factor is not None \
+                    else np.zeros((m, m))
+                means = system.inverse_counts[:, None] * system.kb.conj().T
+                builder.add_covariance(coef[:, j], bias_index[:, j] if problem.bias else None,
+                                       sigma2 * (joint_covariance(
+                                           kernel, means, system.inverse_counts,
+                                           system.has_rows) if problem.bias else kernel))
             builder.add(coef[:, j], x[:, j], coef_se, bias_index[:, j],
                         b[:, j] if problem.bias else None, bias_se,
                         ss_res=float(ss_res[s][j]), ss_tot=float(ss_tot[j]), n_equations=n,

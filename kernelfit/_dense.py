@@ -11,7 +11,7 @@ import dataclasses
 
 import numpy as np
 
-from ._solve import EstimateBuilder, Moments, system_indices
+from ._solve import EstimateBuilder, Moments, joint_covariance, system_indices
 from ._statistics import design_tiles
 
 # A dense system larger than this (the patch matrix alone) is refused: the SVD needs as
@@ -289,6 +289,14 @@ def _solve(problem, design, first, filter_factors, *, explicit=False, method):
         # the checks see the residual scaled by sqrt(w) (one variance), against the level
         unscaled = residual if system.weights is None else residual / root
         _add_moments(moments, system, residual, system.B - unscaled, unscaled)
+        if builder.wants_covariance:  # V diag(|f|^2) V^H, and the bias's from it
+            kernel = (Vh.conj().T * np.abs(f) ** 2) @ Vh
+            unscaled = kernel if groups is None else joint_covariance(
+                kernel, mean_A, np.where(counts > 0, 1.0 / np.where(counts > 0, totals, 1.0),
+                                         0.0), counts > 0)
+            for j in range(r):
+                builder.add_covariance(system.coef_index[:, j], None if groups is None else
+                                       system.bias_index[:, j], sigma2[j] * unscaled)
         builder.add(system.coef_index, X, coef_stderr, system.bias_index, b, b_stderr,
                     ss_res=float(ss_res.sum()), ss_tot=float(ss_tot.sum()),
                     n_equations=n * r, n_unknowns=(m + n_groups) * r,

@@ -374,6 +374,24 @@ def _check_memory(problem, support, evidence):
         + (" or max_size" if problem.size == "auto" else ""))
 
 
+def _covariance(problem, estimate, spatial):
+    """The estimate's covariance in the result's order: the kernel's coefficients as the
+    result holds them (flipped for 'convolution', a grey output's channel axis dropped),
+    then the bias; None where it was not kept, or some system did not give one."""
+    covariance = estimate.covariance
+    if covariance is None or not np.any(covariance):
+        return None
+    kernel = np.asarray(estimate.kernel)
+    order = np.arange(kernel.size).reshape(kernel.shape)
+    if problem.convention == "convolution":
+        order = np.flip(order, axis=spatial)
+    if problem.grey_output:
+        order = order[..., 0]
+    order = np.concatenate([order.ravel(), np.arange(kernel.size, covariance.shape[0])])
+    out = np.ascontiguousarray(covariance[np.ix_(order, order)])
+    return out if np.iscomplexobj(kernel) else out.real
+
+
 def _shape_text(shape):
     return f"{shape[0]}-tap" if len(shape) == 1 else "x".join(map(str, shape))
 
@@ -391,6 +409,7 @@ def _result(problem, choice, estimate, total, compression=None):
     bias, bias_stderr = estimate.bias, estimate.bias_stderr
     if bias is not None and (problem.channel_axis is None or problem.grey_output):
         bias, bias_stderr = bias.reshape(-1)[0].item(), float(bias_stderr.reshape(-1)[0])
+    covariance = _covariance(problem, estimate, spatial)
     r2 = 1.0 - estimate.ss_res / estimate.ss_tot if estimate.ss_tot > 0 else (
         1.0 if estimate.ss_res == 0 else 0.0)
     origin = (support.origin(problem.convention) if problem.mode == "same"
@@ -411,4 +430,4 @@ def _result(problem, choice, estimate, total, compression=None):
         frame=choice.frame, size_limit=choice.size_limit, constraints=estimate.constraints,
         rank_scores=estimate.rank_scores, weighted=problem.weighted or estimate.noise is not None,
         noise=estimate.noise, robust=estimate.robust, compression=compression,
-        prior=estimate.prior)
+        prior=estimate.prior, covariance=covariance)

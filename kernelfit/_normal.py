@@ -13,9 +13,11 @@ from ._solve import (
     EstimateBuilder,
     Factorization,
     Moments,
+    centred_covariance,
     residual_from_statistics,
     standard_errors,
     system_indices,
+    variance_factor,
 )
 from ._statistics import design_pass, design_tiles, embed, taps, tiles
 
@@ -123,8 +125,13 @@ def _add_system(builder, problem, design, stats, s, factor, x, b, ss_res):
     ysum = stats.rhs[s][m:].sum(axis=0)
     weights = float(stats.weight_sums[s].sum())  # (n without weights)
     ss_tot = np.maximum(stats.yy[s] - np.abs(ysum) ** 2 / (weights or 1.0), 0.0)
+    unscaled = centred_covariance(factor, problem.bias) if builder.wants_covariance else None
     for j in range(x.shape[1]):
         rank, coef_se, bias_se = standard_errors(factor, float(ss_res[j]), problem.absolute)
+        if unscaled is not None:
+            builder.add_covariance(coef[:, j], bias_index[:, j] if problem.bias else None,
+                                   variance_factor(factor, float(ss_res[j]), problem.absolute)
+                                   * unscaled)
         builder.add(coef[:, j], x[:, j], coef_se, bias_index[:, j],
                     b[:, j] if problem.bias else None, bias_se, ss_res=float(ss_res[j]),
                     ss_tot=float(ss_tot[j]), n_equations=n,

@@ -144,6 +144,14 @@ class KernelFit:
     prior : dict or None
         With ``fit_kernel(prior={'laplacian': ...})``: 'laplacian' (the weight used) and
         'chosen_by' ('gcv' or 'given').
+    covariance : ndarray or None
+        The covariance of the kernel's coefficients (flattened as `kernel` is, in its
+        convention) and then the bias (flattened), ``(K + B, K + B)``: the
+        residual-variance-scaled inverse of the normal equations (or the constrained or
+        regularised estimator's); systems fitted apart (one per channel) are independent.
+        Its diagonal is `stderr` squared (and `bias_stderr` squared). Kept for up to 2048
+        unknowns in all (None above); ``predict(input, return_std=True)`` turns it into
+        the re-synthesised output's uncertainty.
     compression : dict or None
         When the residual shows JPEG's 8x8 block grid (2-D images, with `checks`):
         'format' ('JPEG'), 'block' (8), 'rows' and 'columns' (where the blocks start,
@@ -189,9 +197,11 @@ class KernelFit:
     robust: object = None
     compression: object = None
     prior: object = None
+    covariance: object = None
 
     def __post_init__(self):
-        for name in ("kernel", "stderr", "bias", "bias_stderr", "reg", "loss_history"):
+        for name in ("kernel", "stderr", "bias", "bias_stderr", "reg", "loss_history",
+                     "covariance"):
             value = getattr(self, name)
             if isinstance(value, np.ndarray):
                 value.flags.writeable = False
@@ -236,7 +246,7 @@ class KernelFit:
         """True when the data determine every coefficient (rank equals the unknowns)."""
         return self.rank == self.n_unknowns
 
-    def predict(self, input, *, boundary=None):
+    def predict(self, input, *, boundary=None, return_std=False):
         """Apply the fitted kernel (and bias) to `input` with the fitted geometry.
 
         Parameters
@@ -248,21 +258,51 @@ class KernelFit:
             with ``boundary=None`` in 'same' mode did not determine one, and those border
             samples are NaN unless a rule is given here (or copied from `input` in the
             `frame` that the filter was found to leave unchanged).
+        return_std : bool, optional
+            Also return each output sample's standard error from the kernel's and bias's
+            `covariance` (the uncertainty of the re-synthesised output, not the noise of
+            a new one): ``sqrt(sum_k lambda_k (filter of input by eigenvector k)^2)`` over
+            the covariance's eigenvectors, one filtering each.
 
         Returns
         -------
         output : ndarray
             Shaped like the fitted output.
+        std : ndarray
+            With `return_std`: shaped like `output`.
         """
+        output = self._apply(input, self.kernel, self.bias, boundary)
+        if not return_std:
+            return output
+        if self.covariance is None:
+            raise ValueError("return_std needs the fit's covariance, which a fit of over 2048 "
+                             "unknowns does not hold")
+        values, vectors = np.linalg.eigh(np.nan_to_num(self.covariance))
+        size = np.size(self.kernel)
+        variance = np.zeros(output.shape)
+        for value, vector in zip(values, vectors.T):
+            if value <= 1e-14 * max(values.max(), 0):
+                continue
+            kernel = vector[:size].reshape(np.shape(self.kernel))
+            bias = (None if self.bias is None else
+                    vector[size:].reshape(np.shape(self.bias)) if np.ndim(self.bias) else
+                    vector[size])
+            variance += value * np.abs(self._apply(input, kernel, bias, boundary,
+                                                   frame=False)) ** 2
+        return output, np.sqrt(variance)
+
+    def _apply(self, input, kernel, bias, boundary, frame=True):
+        """`kernel` and `bias` (shaped like the fit's) applied with the fit's geometry; the
+        `frame` the filter left unchanged copied from `input` (else 0: exact)."""
         rule = self.boundary if boundary is None else boundary
-        output = convolve(input, self.kernel, mode=self.mode, boundary=rule or "fill",
+        output = convolve(input, kernel, mode=self.mode, boundary=rule or "fill",
                           fillvalue=self.fillvalue, convention=self.convention,
                           origin=self.origin, channel_axis=self.channel_axis,
                           channels=self.channels)
         channel_axis = (None if output.ndim == len(self.size)
                         else self.channel_axis % output.ndim)
-        if self.bias is not None:
-            bias = np.asarray(self.bias)
+        if bias is not None:
+            bias = np.asarray(bias)
             if channel_axis is not None:
                 bias = np.expand_dims(bias, tuple(range(1, output.ndim - channel_axis)))
             output = output + bias
@@ -280,7 +320,7 @@ class KernelFit:
             if self.frame is not None:  # the filter left these samples as they were
                 kept = outside(slice(before, n - after)
                                for (before, after), n in zip(self.frame, spatial))
-                output[kept] = np.asarray(input)[kept]
+                output[kept] = np.asarray(input)[kept] if frame else 0
         return output
 
     def outlier_mask(self, input, output):

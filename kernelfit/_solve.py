@@ -119,10 +119,18 @@ class Estimate:
     noise: object = None
     robust: object = None
     prior: object = None
+    covariance: object = None
+
+
+# The full covariance of the kernel and bias is kept up to this many of them (32 MB); above,
+# only the standard errors.
+COVARIANCE_UNKNOWNS = 2048
 
 
 class EstimateBuilder:
-    """Collects each system's solution into the kernel and bias arrays, with the totals."""
+    """Collects each system's solution into the kernel and bias arrays, with the totals, and
+    (for up to COVARIANCE_UNKNOWNS unknowns) their covariance, kernel coefficients (flat)
+    then bias groups (flat); systems are independent (zero covariance between them)."""
 
     def __init__(self, kernel_shape, bias_shape, bias, dtype):
         self.kernel = np.zeros(kernel_shape, dtype=dtype)
@@ -131,6 +139,21 @@ class EstimateBuilder:
         self.bias_stderr = np.full(bias_shape, np.nan) if bias else None
         self.totals = dict(ss_res=0.0, ss_tot=0.0, n_equations=0, n_unknowns=0, rank=0)
         self.s_max, self.s_min = 0.0, np.inf
+        total = self.kernel.size + (self.bias.size if bias else 0)
+        self.covariance = (np.zeros((total, total), dtype=np.result_type(dtype, float))
+                           if total <= COVARIANCE_UNKNOWNS else None)
+
+    @property
+    def wants_covariance(self):
+        return self.covariance is not None
+
+    def add_covariance(self, coef_index, bias_index, matrix):
+        """One system column's covariance over its kernel coefficients then bias groups
+        (`bias_index` None without a bias)."""
+        index = np.asarray(coef_index).ravel()
+        if bias_index is not None:
+            index = np.concatenate([index, self.kernel.size + np.asarray(bias_index).ravel()])
+        self.covariance[np.ix_(index, index)] = matrix
 
     def add(self, coef_index, coefficients, coef_stderr, bias_index=None, bias=None,
             bias_stderr=None, *, ss_res, ss_tot, n_equations, n_unknowns, rank, extremes,
@@ -156,6 +179,7 @@ class EstimateBuilder:
             value = getattr(self, name)
             if isinstance(value, np.ndarray):
                 value.flags.writeable = False
+        extra.setdefault("covariance", self.covariance)
         return Estimate(kernel=self.kernel, bias=self.bias, stderr=self.stderr,
                         bias_stderr=self.bias_stderr, condition_number=condition,
                         method=method, **self.totals, **extra)
@@ -732,6 +756,45 @@ class Moments:
         vv, vr = self.vv[:columns, :columns], self.vr[:columns]
         coefficients = scipy.linalg.lstsq(vv, vr, check_finite=False)[0]
         return max(self.r2_regressed - float(vr @ coefficients), 0.0)
+
+
+def joint_covariance(kernel, means, inverse_counts, has_rows):
+    """The covariance factor of a kernel and its bias groups (multiply by the residual
+    variance) from the kernel's, `kernel` (m, m): the bias ``b = N^-1 r_b - M x`` with
+    the groups' mean windows M (G, m) has ``Cov(x, b) = -K M^H`` and ``Cov(b) = N^-1 +
+    M K M^H``. Groups without samples: NaN."""
+    if means is None or not len(inverse_counts):
+        return kernel
+    cross = -kernel @ means.conj().T
+    groups = np.diag(inverse_counts).astype(kernel.dtype) + means @ kernel @ means.conj().T
+    out = np.block([[kernel, cross], [cross.conj().T, groups]])
+    empty = np.flatnonzero(~np.asarray(has_rows))
+    m = kernel.shape[0]
+    out[m + empty, :] = np.nan
+    out[:, m + empty] = np.nan
+    return out
+
+
+def variance_factor(factorization, ss_res, absolute=False):
+    """The residual variance of one system column (1 for `absolute` inverse-variance
+    weights), NaN without degrees of freedom."""
+    dof = factorization.n_rows - factorization.rank - int(
+        np.count_nonzero(factorization.has_rows))
+    return 1.0 if absolute else ss_res / dof if dof > 0 else np.nan
+
+
+def centred_covariance(factorization, bias):
+    """``sigma^-2 Cov`` of a system's kernel and bias from its factorisation: the
+    (pseudo)inverse of the centred Gram matrix, and the bias's from it."""
+    m = factorization.m
+    kernel = factorization.solve_centred(np.eye(m, dtype=np.complex128 if
+                                                factorization.complex else np.float64))
+    kernel = (kernel + kernel.conj().T) / 2
+    if not bias:
+        return kernel
+    means = factorization.inverse_counts[:, None] * factorization.kb.conj().T
+    return joint_covariance(kernel, means, factorization.inverse_counts,
+                            factorization.has_rows)
 
 
 def standard_errors(factorization, ss_res, absolute=False):

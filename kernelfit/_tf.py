@@ -14,7 +14,15 @@ import tempfile
 
 import numpy as np
 
-from ._solve import EstimateBuilder, Factorization, Moments, standard_errors, system_indices
+from ._solve import (
+    EstimateBuilder,
+    Factorization,
+    Moments,
+    centred_covariance,
+    standard_errors,
+    system_indices,
+    variance_factor,
+)
 
 OPTIMIZERS = ("cg", "adam", "sgd", "momentum")
 # TensorFlow's routine C++ log lines at start-up: information and warnings, and the CUDA
@@ -273,6 +281,10 @@ class _Model:
             factor = Factorization(gram[np.ix_(index, index)], coef.size, target.size,
                                    problem.bias)
             rank, coef_se, bias_se = standard_errors(factor, ss_res, problem.absolute)
+            if builder.wants_covariance:
+                builder.add_covariance(coef, bias_index if problem.bias else None,
+                                       variance_factor(factor, ss_res, problem.absolute)
+                                       * centred_covariance(factor, problem.bias))
             builder.add(coef, kernel.flat[coef].astype(problem.dtype), coef_se, bias_index,
                         None if bias is None else bias.flat[bias_index], bias_se,
                         ss_res=ss_res,
