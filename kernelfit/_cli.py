@@ -183,6 +183,7 @@ def _tuple_flag(flag):
 # The library's advice in the command line's words: fit_kernel(bias=True) is --bias here.
 CLI_WORDS = [
     (r"\(see mask= and saturated=\)", "(see --mask)"),
+    (r"\(see mask=, saturated= and weights=\)", "(see --mask and --weights)"),
     (r"\bbias=True\b", "--bias"),
     (r"\bmask=", "--mask"),
     (r"\bweights(\[\d+\])?(?= must| has)", "--weights"),

@@ -306,7 +306,9 @@ def fit_kernel(input, output, size, *, mode=None, boundary=None, fillvalue=0,
         rows = statistics_for(problem, first, design).n_rows
     if int(rows.sum()) == 0:
         raise ValueError(f"no output samples left to fit: all {total} usable samples are "
-                         f"masked out or saturated (see mask= and saturated=)")
+                         + ("masked out, saturated or of weight 0 (see mask=, saturated= and "
+                            "weights=)" if problem.weighted else
+                            "masked out or saturated (see mask= and saturated=)"))
     if rows.size > 1 and (rows == 0).any():  # a system of its own per output channel
         empty = [int(c) for c in np.flatnonzero(rows == 0)]
         raise ValueError(f"output channel{'s' if len(empty) > 1 else ''} "

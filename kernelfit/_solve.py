@@ -509,6 +509,8 @@ BLOCK = 8
 # The residual's variance is gathered in this many bins of the standardised predicted level,
 # over this many standard deviations either side of the output's mean.
 LEVEL_BINS, LEVEL_RANGE = 48, 4.0
+# Neighbour pairs a tile gives the block-grid sums, per axis (every few rows or columns).
+GRID_SAMPLES = 1 << 18
 
 
 class Moments:
@@ -644,30 +646,36 @@ class Moments:
     def _add_grid(self, raw, used, origins):
         """Neighbour differences of (B, H, W, C) residuals by phase of the block grid;
         `origins` are each slot's first sample (row, column) in its image (None: unknown,
-        left out)."""
+        left out). About GRID_SAMPLES pairs a slot and axis: along the rows of every
+        step-th column, and along the columns of every step-th row."""
         for b, origin in enumerate(origins):
             if origin is None:
                 continue
             r = raw[b]
             u = None if used is None else used[b]
+            step = max(1, r.size // GRID_SAMPLES)
             for axis in (0, 1):
                 n = r.shape[axis]
                 if n < 2:
                     continue
-                first = np.take(r, np.arange(n - 1), axis=axis)
-                jump = (np.take(r, np.arange(1, n), axis=axis) - first) ** 2
+                fewer = (slice(None), slice(None, None, step)) if axis == 0 else (
+                    slice(None, None, step),)
+                values = r[fewer]
+                low = (slice(None, -1),) if axis == 0 else (slice(None), slice(None, -1))
+                high = (slice(1, None),) if axis == 0 else (slice(None), slice(1, None))
+                jump = (values[high] - values[low]) ** 2
                 if u is not None:
-                    both = np.take(u, np.arange(n - 1), axis=axis) & np.take(
-                        u, np.arange(1, n), axis=axis)
-                    jump, count = np.where(both, jump, 0.0), both
+                    kept = u[fewer]
+                    both = kept[high] & kept[low]
+                    jump = np.where(both, jump, 0.0)
+                    count = both.sum(axis=tuple(a for a in range(jump.ndim) if a != axis))
                 else:
-                    count = np.ones(jump.shape, dtype=bool)
+                    count = np.full(n - 1, jump.size // (n - 1))
                 other = tuple(a for a in range(jump.ndim) if a != axis)
                 phase = (origin[axis] + np.arange(n - 1)) % BLOCK
                 self.grid[axis, :, 0] += np.bincount(phase, jump.sum(axis=other),
                                                      minlength=BLOCK)
-                self.grid[axis, :, 1] += np.bincount(phase, count.sum(axis=other),
-                                                     minlength=BLOCK)
+                self.grid[axis, :, 1] += np.bincount(phase, count, minlength=BLOCK)
 
     def blocks(self):
         """The block grid the residual shows, as JPEG leaves it: per axis, (the phase of

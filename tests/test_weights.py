@@ -240,3 +240,13 @@ def test_complex_weighted_fit(rng, size):
     for method in ("lstsq-dense", "lstsq-stats"):
         fit = valid_fit(x, y, size, weights=w, method=method)
         np.testing.assert_allclose(fit.kernel.ravel(), expected, atol=1e-10)
+
+
+def test_all_zero_weights_leave_nothing_to_fit(rng):
+    from kernelfit._cli import _cli_words
+
+    x = rng.standard_normal((20, 20))
+    with pytest.raises(ValueError, match="masked out, saturated or of weight 0 \\(see mask=, "
+                                         "saturated= and weights=\\)"):
+        kernelfit.fit_kernel(x, x, 3, weights=np.zeros((20, 20)))
+    assert _cli_words("(see mask=, saturated= and weights=)") == "(see --mask and --weights)"
