@@ -282,7 +282,7 @@ def build_parser():
                            "the centre)")
     constrain.add_argument("--separable", action="store_true",
                            help="a separable kernel, column x row (the same as --rank 1)")
-    constrain.add_argument("--rank", type=_rank,
+    constrain.add_argument("--rank", type=_rank, metavar="R|auto",
                            help="a sum of R separable terms, or auto (the rank found by BIC)")
     fit.add_argument("--smooth", type=_smooth, metavar="WEIGHT|gcv",
                      help="a smoothness prior: the kernel's Laplacian penalised with this "
