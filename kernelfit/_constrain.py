@@ -133,9 +133,8 @@ def check_for_data(constraints, *, n_spatial, size, layout, n_in, dtype):
 
 def check_rank(rank, size):
     if rank > min(size):
-        raise ValueError(f"constraints['rank'] = {rank} is above the kernel's smaller side, "
-                         f"{min(size)} (size {tuple(size)}): a {size[0]}x{size[1]} kernel has "
-                         f"rank at most {min(size)}")
+        raise ValueError(f"constraints['rank'] {rank} is above the kernel's smaller side: "
+                         f"a {size[0]}x{size[1]} kernel has rank at most {min(size)}")
 
 
 # --- the parameters of a symmetric kernel -----------------------------------------------------

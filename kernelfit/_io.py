@@ -641,7 +641,11 @@ def fit_from_dict(content):
         from ._constrain import check_constraints
         if not isinstance(constraints, dict):
             raise ValueError("'constraints' must be an object")
-        checked = check_constraints(constraints, "lstsq")  # (each value checked by name)
+        try:
+            checked = check_constraints(constraints, "lstsq")  # (each value by name)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"'constraints' holds what no fit has: "
+                             f"{str(exc).replace('constraints[', '[')}") from None
         constraints = None if checked is None else checked.as_dict()
     return KernelFit(
         kernel=kernel, size=tuple(size), bias=bias, stderr=stderr, bias_stderr=bias_stderr,
@@ -692,6 +696,9 @@ def _compression_record(compression):
                          f"{compression!r}")
     record = {"format": "JPEG"}
     for name in ("block", "rows", "columns", "lattice"):
+        if name == "lattice" and compression.get(name) is None:
+            record[name] = None  # (not written by every version)
+            continue
         record[name] = _integers([compression.get(name)], f"compression {name}")[0]
     jumps = compression.get("jumps")
     if not (isinstance(jumps, list) and len(jumps) == 2 and all(

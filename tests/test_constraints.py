@@ -260,7 +260,7 @@ def test_standard_errors_cover_the_truth(constraints):
     ({"rank": 0}, ValueError, "constraints['rank'] must be a positive integer or 'auto'"),
     ({"rank": 1.5}, ValueError, "constraints['rank'] must be a positive integer"),
     ({"rank": True}, ValueError, "constraints['rank'] must be a positive integer"),
-    ({"rank": 4}, ValueError, "above the kernel's smaller side, 3"),
+    ({"rank": 4}, ValueError, "above the kernel's smaller side: a 3x5 kernel has rank at most 3"),
     ({"rank": 1, "symmetry": "point"}, ValueError, "cannot be combined"),
 ])
 def test_bad_constraints_are_refused_by_name(rng, constraints, error, words):
@@ -376,7 +376,8 @@ def test_cli_fits_and_reports_the_constraints(blurred_files, capsys, tmp_path):
 
 @pytest.mark.parametrize("flags, words", [
     (["--rank", "0"], "expected a positive integer or auto"),
-    (["--rank", "7"], "--rank = 7 is above the kernel's smaller side, 5"),
+    (["--rank", "7"], "--rank 7 is above the kernel's smaller side: a 5x5 kernel has rank at "
+                      "most 5"),
     (["--separable", "--rank", "2"], "--separable is --rank 1"),
     (["--nonneg", "--method", "pinv"], "are fitted with --method lstsq"),
     (["--nonneg", "--sum", "-1"], "a non-negative kernel cannot sum to -1.0"),
@@ -413,3 +414,19 @@ def test_symmetric_size_auto_searches_centred_supports(rng):
     assert fit.size == (3, 3) and fit.origin == (0, 0)
     assert all(k % 2 == 1 for shape, _ in fit.size_scores for k in shape)
     np.testing.assert_allclose(fit.kernel, kernels.gaussian(3, 0.8), atol=1e-3)
+
+
+def test_a_kernel_file_with_bad_constraints_says_so_in_its_own_words(tmp_path):
+    import json
+
+    from kernelfit._cli import _cli_words
+    from kernelfit._io import FileError, read_fit
+
+    path = tmp_path / "k.json"
+    path.write_text(json.dumps({"format": "kernelfit-kernel", "format_version": 1,
+                                "kernel": [[0, 1, 0]], "constraints": {"rank": "x"}}))
+    with pytest.raises((ValueError, FileError)) as info:
+        read_fit(path)
+    message = _cli_words(str(info.value))
+    assert "'constraints' holds what no fit has: ['rank'] must be" in message
+    assert "--rank" not in message
