@@ -208,6 +208,8 @@ def _solve(problem, design, first, filter_factors, *, explicit=False, method):
     Weighted rows: the groups are centred on their weighted means, then every row is
     scaled by the square root of its weight.
     """
+    from ._normal import standardised
+
     needed = dense_bytes(problem, design)
     if needed > DENSE_LIMIT_BYTES:
         m = design.support.size * (problem.n_in if problem.layout == "full" else 1)
@@ -288,7 +290,8 @@ def _solve(problem, design, first, filter_factors, *, explicit=False, method):
             bias_rank = int(np.count_nonzero(estimable))
         # the checks see the residual scaled by sqrt(w) (one variance), against the level
         unscaled = residual if system.weights is None else residual / root
-        _add_moments(moments, system, residual, system.B - unscaled, unscaled)
+        _add_moments(moments, system, residual, system.B - unscaled,
+                     standardised(problem, unscaled, system.B - unscaled))
         if builder.wants_covariance:  # V diag(|f|^2) V^H, and the bias's from it
             kernel = (Vh.conj().T * np.abs(f) ** 2) @ Vh
             unscaled = kernel if groups is None else joint_covariance(

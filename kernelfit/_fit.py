@@ -131,7 +131,8 @@ def fit_kernel(input, output, size, *, mode=None, boundary=None, fillvalue=0,
         MAD estimates a normal sigma). At most 6 passes over the pixels. ``fit.robust``
         reports the scale and the outliers (residuals beyond 3 scales; see
         ``fit.outlier_mask``). Huber's loss is quadratic near 0 and linear beyond 1.345
-        scales; Cauchy's redescends, for gross outliers. Not with `weights` or `noise`.
+        scales; Cauchy's redescends, for gross outliers. With `noise`, on the residuals
+        standardised by its variance (photon noise and cosmic rays); not with `weights`.
     gain, read_noise : float, optional
         With ``noise='poisson'``: photons (or electrons) per output unit (> 0; 1 for photon
         counts), and the read noise's standard deviation in output units (default 0).
@@ -334,10 +335,10 @@ def fit_kernel(input, output, size, *, mode=None, boundary=None, fillvalue=0,
 
 def _estimate(problem, design, first):
     """The estimate of `design` under the problem's noise model or loss."""
+    if problem.robust:  # (with a noise model, on its standardised residuals)
+        return solve_robust(problem, design, first, _solve)
     if problem.noise is not None:
         return solve_with_noise(problem, design, first, _solve)
-    if problem.robust:
-        return solve_robust(problem, design, first, _solve)
     return _solve(problem, design, first)
 
 

@@ -676,7 +676,7 @@ def _noise_record(noise):
         if "curve" in noise:
             record["curve"] = _numbers(noise["curve"], "noise curve").tolist()
     names = ("gain", "read_noise", "refits", "chi2_dof") + (
-        ("intercept", "slope") if noise["model"] == "auto" else ())
+        ("intercept", "slope", "floor") if noise["model"] == "auto" else ())
     for name in names:
         if name not in noise and noise["model"] == "auto":
             continue

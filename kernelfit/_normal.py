@@ -180,6 +180,15 @@ def residual_pass(problem, design, known, kernel, bias, refine, moments=True):
     return ss_res, gradient, moments
 
 
+def standardised(problem, residual, predicted):
+    """The residual as the robust scale and the outlier count see it: over the noise
+    model's standard deviation at the prediction when the weights are its (whatever a
+    robust loss adds to them), else as it is."""
+    if not problem.absolute:
+        return residual
+    return residual / np.sqrt(problem.noise.variance(predicted))
+
+
 def tile_residual(problem, design, tile, kernel, bias, ss_res, gradient, moments):
     """One tile's residual with the solved kernel: its energy into `ss_res`, ``[A 1]^H r``
     into `gradient` (unless None) and its moments into `moments` (unless None)."""
@@ -207,7 +216,8 @@ def tile_residual(problem, design, tile, kernel, bias, ss_res, gradient, moments
     sums = flat.sum(axis=0)
     if moments is not None:
         moments.add(predicted, scaled, used if masked else None,
-                    sums=(int(used.sum()), sums.sum(), energy.sum()), raw=residual,
+                    sums=(int(used.sum()), sums.sum(), energy.sum()),
+                    raw=standardised(problem, residual, predicted),
                     origins=tile.origins)
     del predicted
     if tile.weight is not None:

@@ -304,7 +304,7 @@ def prepare(input, output, size, *, mode, boundary, fillvalue, convention, origi
     options = check_options(method, options)
     constraints = check_constraints(constraints, method)
     noise = check_noise(noise, gain, read_noise)
-    loss = check_loss(loss, weights, noise)
+    loss = check_loss(loss, weights)
     prior = check_prior(prior, method, constraints)
     if noise is not None and weights is not None:
         raise ValueError("weights and noise both weight the samples (a noise model's weights "

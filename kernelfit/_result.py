@@ -325,7 +325,8 @@ class KernelFit:
 
     def outlier_mask(self, input, output):
         """Where the output is an outlier of a robust fit: True where its residual exceeds
-        3 times ``robust['scale']`` (the samples ``robust['outliers']`` counts).
+        3 times ``robust['scale']`` (the samples ``robust['outliers']`` counts); with a
+        noise model, its residual over the model's standard deviation at the prediction.
 
         Parameters
         ----------
@@ -341,7 +342,13 @@ class KernelFit:
         if not self.robust:
             raise ValueError("outlier_mask needs a robust fit (fit_kernel(loss='huber' or "
                              "'cauchy'))")
-        residual = np.abs(np.asarray(output, dtype=float) - self.predict(input))
+        from ._reweight import noise_of
+
+        predicted = self.predict(input)
+        residual = np.abs(np.asarray(output, dtype=float) - predicted)
+        noise = noise_of(self.noise)
+        if noise is not None:  # standardised, as the fit judged them
+            residual = residual / np.sqrt(noise.variance(np.nan_to_num(predicted)))
         scale = self.robust["scale"]
         if not scale > 0:  # an exact fit: no outliers
             return np.zeros(residual.shape, dtype=bool)

@@ -50,14 +50,16 @@ ROBUST_ITERATIONS = 2
 OUTLIER_SIGMAS = 3.0
 
 
-def check_loss(loss, weights, noise):
-    """`loss` checked; a robust loss does not take weights or a noise model (yet)."""
+def check_loss(loss, weights):
+    """`loss` checked; a robust loss does not take weights (a noise model, yes: the
+    residuals are then standardised by its variance)."""
     if not isinstance(loss, str) or loss not in LOSSES:
         raise ValueError(f"loss must be one of {', '.join(map(repr, LOSSES))}; got "
                          f"{shown(loss)}")
-    if loss != "squared" and (weights is not None or noise is not None):
+    if loss != "squared" and weights is not None:
         raise ValueError(f"loss={loss!r} weights the samples by their residuals: it does not "
-                         f"combine with weights or noise (pass one of them)")
+                         f"combine with weights (pass noise= for a variance that follows the "
+                         f"level)")
     return loss
 
 
@@ -148,17 +150,20 @@ class PredictedWeights:
 @dataclasses.dataclass(frozen=True)
 class ResidualWeights(PredictedWeights):
     """The weights ``psi(u) / u`` of a robust `loss` at the standardised residuals
-    ``u = |y - mu| / scale`` of the prediction mu (`noise` unused)."""
+    ``u = |y - mu| / scale`` of the prediction mu; with a `noise` model, of
+    ``u = |y - mu| / (scale sqrt(variance(mu)))``, and divided by the variance."""
 
     loss: str = "huber"
     scale: float = 1.0
 
     def of(self, extended, support, target):
-        u = np.abs(target - self.predict(extended, support)) / self.scale
+        mu = self.predict(extended, support)
+        variance = 1.0 if self.noise is None else self.noise.variance(mu)
+        u = np.abs(target - mu) / (self.scale * np.sqrt(variance))
         c = TUNING[self.loss]
         if self.loss == "huber":
-            return np.minimum(1.0, c / np.maximum(u, c))
-        return 1.0 / (1.0 + (u / c) ** 2)
+            return np.minimum(1.0, c / np.maximum(u, c)) / variance
+        return 1.0 / (1.0 + (u / c) ** 2) / variance
 
 
 # 'auto': a variance that grows with the level by less than this share of the mean variance
@@ -197,12 +202,22 @@ def _found_noise(estimate):
     curve = [[float(a), float(b), int(c)] for a, b, c in zip(levels, variances, counts)]
     if slope * span < FLAT * mean or slope < SIGNIFICANT * spread:
         return None, {"model": "auto", "level_dependent": False, "curve": curve}
+    floor = max(1e-3 * mean, np.finfo(float).tiny)
     report = {"model": "auto", "level_dependent": True, "intercept": intercept,
-              "slope": slope, "gain": 1.0 / slope,
+              "slope": slope, "floor": floor, "gain": 1.0 / slope,
               "read_noise": float(np.sqrt(intercept)) if intercept > 0 else 0.0,
               "curve": curve}
-    return Noise("auto", intercept=intercept, slope=slope,
-                 floor=max(1e-3 * mean, np.finfo(float).tiny)), report
+    return Noise("auto", intercept=intercept, slope=slope, floor=floor), report
+
+
+def noise_of(report):
+    """The Noise a fit's `noise` report describes (None: no level-dependent model)."""
+    if not report or (report["model"] == "auto" and not report.get("level_dependent")):
+        return None
+    if report["model"] == "auto":
+        return Noise("auto", intercept=report["intercept"], slope=report["slope"],
+                     floor=report["floor"])
+    return Noise("poisson", report["gain"], report["read_noise"])
 
 
 def solve_with_noise(problem, design, first, solve):
@@ -212,13 +227,18 @@ def solve_with_noise(problem, design, first, solve):
     freedom. 'auto' first fits the variance against the level to the least-squares
     residual (a line: photon and read noise), and refits with it only when it grows with
     the level."""
+    return _noise_fit(problem, design, first, solve)[0]
+
+
+def _noise_fit(problem, design, first, solve):
+    """`solve_with_noise`, and the Noise it weighted by (None: none, least squares)."""
     noise = problem.noise
     estimate = solve(problem, design, first)
     found = {}
     if noise.model == "auto":
         noise, found = _found_noise(estimate)
         if noise is None:  # one variance for all: least squares is the fit
-            return dataclasses.replace(estimate, noise=found)
+            return dataclasses.replace(estimate, noise=found), None
     iterations = 0
     for iterations in range(1, NOISE_ITERATIONS + 1):
         rule = PredictedWeights(noise, np.asarray(estimate.kernel), None if estimate.bias
@@ -236,7 +256,7 @@ def solve_with_noise(problem, design, first, solve):
     report = found or {"model": noise.model, "gain": noise.gain,
                        "read_noise": noise.read_noise}
     return dataclasses.replace(estimate, noise={**report, "refits": iterations,
-                                                "chi2_dof": float(chi2_dof)})
+                                                "chi2_dof": float(chi2_dof)}), noise
 
 
 def _with_weights(problem, rule):
@@ -249,7 +269,12 @@ def solve_robust(problem, design, first, solve):
     (problem, design, first, final) -> Estimate (`final` False: no residual pass). Returns
     the last estimate, with ``estimate.robust`` the loss, the scale, the refits and the
     outliers counted."""
-    estimate = solve(problem, design, first, True)  # least squares: its residual's scale
+    noise = None
+    if problem.noise is not None:  # the noise model's fit: its standardised residual
+        estimate, noise = _noise_fit(problem, design, first, solve)
+        report = estimate.noise
+    else:  # least squares: its residual's scale
+        estimate = solve(problem, design, first, True)
     scale = estimate.moments.robust_scale() if estimate.moments is not None else 0.0
     if not scale > 0:  # an exact fit: nothing to reweight
         return dataclasses.replace(estimate, robust={
@@ -257,15 +282,22 @@ def solve_robust(problem, design, first, solve):
     refits = 0
     for refits in range(1, ROBUST_ITERATIONS + 2):
         final = refits == ROBUST_ITERATIONS + 1
-        rule = ResidualWeights(None, np.asarray(estimate.kernel), None if estimate.bias
+        rule = ResidualWeights(noise, np.asarray(estimate.kernel), None if estimate.bias
                                is None else np.asarray(estimate.bias), design.support,
                                problem.layout, problem.n_in, problem.n_out,
                                loss=problem.loss, scale=scale)
         weighted = _with_weights(problem, rule)
+        if noise is not None:
+            weighted = dataclasses.replace(weighted, noise=noise)
         if final:
             weighted = dataclasses.replace(weighted,
                                            outlier_threshold=OUTLIER_SIGMAS * scale)
         estimate = solve(weighted, design, None, final)
-    return dataclasses.replace(estimate, robust={
-        "loss": problem.loss, "scale": float(scale), "refits": refits,
-        "outliers": int(estimate.moments.beyond)})
+    robust = {"loss": problem.loss, "scale": float(scale), "refits": refits,
+              "outliers": int(estimate.moments.beyond)}
+    if problem.noise is not None:  # (the scale is then of the standardised residual)
+        dof = estimate.n_equations - estimate.rank
+        report = {**report, "chi2_dof": float(estimate.ss_res / dof) if dof > 0 else
+                  float("nan")}
+        return dataclasses.replace(estimate, robust=robust, noise=report)
+    return dataclasses.replace(estimate, robust=robust)

@@ -540,8 +540,9 @@ class Moments:
         # c = |p[i] - p[i-1]| + |p[i+1] - p[i]|, and of 1, r[i] r[i+1], r[i]^2 + r[i+1]^2
         self.contrast = np.zeros(6)
         self.neighbours = np.zeros(4)
-        # the raw residuals (before any weights): about SAMPLES of them, evenly spaced, for
-        # a robust scale; and how many exceed `threshold` (all samples), when one is set
+        # the raw residuals (before any weights; standardised by a noise model's variance):
+        # about SAMPLES of them, evenly spaced, for a robust scale; and how many exceed
+        # `threshold` (all samples), when one is set
         self.sample = np.zeros(0)
         self.threshold, self.beyond = None, 0
         # 2-D images: per axis and per phase modulo the block side (where in a block the

@@ -265,6 +265,8 @@ class _Model:
         n_kernel = int(np.prod(self.kernel_shape))
         builder = EstimateBuilder(self.kernel_shape, self.bias_shape, problem.bias,
                                   problem.dtype)
+        from ._normal import standardised
+
         kernel = self.kernel()
         residuals = list(self._residuals())
         samples = np.concatenate([target for target, _, _ in residuals])
@@ -275,7 +277,7 @@ class _Model:
             index = np.concatenate([coef, n_kernel + bias_index]) if problem.bias else coef
             raw = target - predicted
             residual = np.sqrt(weight) * raw  # (weighted: one variance)
-            moments.add(predicted, residual, raw=raw)
+            moments.add(predicted, residual, raw=standardised(problem, raw, predicted))
             ss_res = float(np.sum(np.abs(residual) ** 2))
             mean = (weight @ target) / weight.sum()
             factor = Factorization(gram[np.ix_(index, index)], coef.size, target.size,
