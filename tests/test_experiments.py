@@ -18,7 +18,7 @@ SCRIPTS = {
     "constrained_fits": ["constrained_fits_quick.png", "constrained_fits_quick.md",
                          "constrained_fits_quick.csv"],
     "noise_models": ["noise_models_quick.png", "noise_models_quick.md",
-                     "noise_models_quick.csv"],
+                     "noise_models_quick.csv", "noise_models_outliers_quick.png"],
     "jpeg_outputs": ["jpeg_outputs_quick.png", "jpeg_outputs_quick.md",
                      "jpeg_outputs_quick.csv"],
 }
