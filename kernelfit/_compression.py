@@ -124,3 +124,64 @@ def simplest_design(problem, first, choice):
     in_shapes = [pair.in_shape for pair in problem.pairs]
     return dataclasses.replace(design, support=support, boxes=tuple(
         region(shape, support, "same", design.pad_mode) for shape in in_shapes))
+
+
+def clustered_errors(problem, design, first, estimate, compression):
+    """The estimate with standard errors (and covariance) clustered by JPEG block: the
+    sandwich ``G^-1 (sum_b s_b s_b^T) G^-1`` with ``s_b`` the sum over block b of each
+    sample's window (and 1 for the bias) times its residual, so that the compression error
+    may correlate within a block and follow the content (its systematic part, the same in
+    every block, is a bias they do not hold). One more pass over the fitted samples (their
+    tiles, when in memory). For a single system (one kernel for a grey image, no weights,
+    not on Dask); None otherwise."""
+    from ._solve import Factorization
+    from ._statistics import design_tiles, embed, statistics_for
+
+    if problem.layout != "shared" or problem.n_in != 1 or problem.weighted or \
+            estimate.covariance is None or problem.dask:  # (no pass through the client)
+        return None
+    support = design.support
+    m = support.size
+    kernel = np.asarray(estimate.kernel)
+    bias = 0.0 if estimate.bias is None else np.asarray(estimate.bias).reshape(-1)[0]
+    start = (compression["rows"], compression["columns"])
+    unknowns = m + (1 if problem.bias else 0)
+    meat = np.zeros((unknowns, unknowns))
+    for tile in design_tiles(problem, first, design):
+        origins = tile.origins
+        if origins is None:
+            return None  # (a tile whose place in its image is not known)
+        windows = np.moveaxis(tile.windows(problem), 3, -1)[..., 0]  # (B, H, W, *K)
+        windows = windows[(slice(None),) * 3 + tuple(
+            slice(a - b, a - b + k) for a, b, k in zip(support.lo, tile.support.lo,
+                                                      support.shape))]
+        predicted = tile.applied.forward(embed(kernel, support, tile.support))[..., 0] + bias
+        residual = np.where(tile.usable[..., 0], tile.target[..., 0] - predicted, 0.0)
+        for b, origin in enumerate(origins):
+            rows = (origin[0] + np.arange(residual.shape[1]) - start[0]) // BLOCK
+            columns = (origin[1] + np.arange(residual.shape[2]) - start[1]) // BLOCK
+            rows, columns = rows - rows.min(), columns - columns.min()
+            block = (rows[:, None] * (columns.max() + 1) + columns[None, :]).ravel()
+            count = int(block.max()) + 1
+            r = residual[b].ravel()
+            scores = [np.bincount(block, windows[b].reshape(r.size, m)[:, j] * r,
+                                  minlength=count) for j in range(m)]
+            if problem.bias:
+                scores.append(np.bincount(block, r, minlength=count))
+            scores = np.stack(scores, axis=1)
+            meat += scores.T @ scores
+    stats = statistics_for(problem, first, design)
+    gram = stats.gram[0][:unknowns, :unknowns]
+    factor = Factorization(gram, unknowns, int(stats.n_rows[0]), bias=False)
+    bread = factor.solve_centred(np.eye(unknowns))
+    covariance = bread @ meat @ bread
+    covariance = (covariance + covariance.T) / 2
+    spread = np.sqrt(np.maximum(np.diag(covariance), 0.0))
+    stderr = spread[:m].reshape(kernel.shape)
+    bias_stderr = None if not problem.bias else np.asarray(spread[m:]).reshape(
+        np.shape(estimate.bias_stderr))
+    for value in (stderr, bias_stderr):
+        if isinstance(value, np.ndarray):
+            value.flags.writeable = False
+    return dataclasses.replace(estimate, stderr=stderr, bias_stderr=bias_stderr,
+                               covariance=covariance)

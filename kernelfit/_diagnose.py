@@ -339,8 +339,11 @@ def _compressed(fit, structure):
           + (f"; size='auto' kept {size}, the smallest support that fits within it (the "
              f"search alone found {'x'.join(map(str, searched))}, whose extra coefficients "
              f"model the compression)" if searched else "")
-          + ". Its standard errors assume white noise and are too small for compression "
-            "error; the uncompressed output would give the exact kernel.", ModelWarning)
+          + (". Its standard errors are clustered by block (the compression error may "
+             "correlate within one), but its systematic part is a bias they do not hold"
+             if c.get("standard_errors") else ". Its standard errors assume white noise "
+             "and are too small for compression error")
+          + "; the uncompressed output would give the exact kernel.", ModelWarning)
 
 
 def _precision_floor(problem, first, fit, rms_p):

@@ -8,7 +8,7 @@ import dataclasses
 
 import numpy as np
 
-from ._compression import jpeg_grid, simplest_design
+from ._compression import clustered_errors, jpeg_grid, simplest_design
 from ._constrain import solve_constrained
 from ._diagnose import diagnose
 from ._prepare import prepare
@@ -319,15 +319,21 @@ def fit_kernel(input, output, size, *, mode=None, boundary=None, fillvalue=0,
                          f"samples, or fit the other channels alone")
     estimate = _estimate(problem, design, first)
     compression = jpeg_grid(problem, estimate) if problem.checks else None
-    if compression is not None and problem.size == "auto" and choice.frame is None:
-        # a JPEG output: the smallest support that fits within the compression error
-        simpler = simplest_design(problem, first, choice)
+    if compression is not None:
+        # a JPEG output: with size='auto', the smallest support that fits within the
+        # compression error
+        simpler = (simplest_design(problem, first, choice) if problem.size == "auto"
+                   and choice.frame is None else None)
         if simpler is not None:
             compression["searched"] = design.support.shape
             choice = dataclasses.replace(choice, design=simpler)
             design = simpler
             total = sum(box.size for box in design.boxes) * problem.n_out
             estimate = _estimate(problem, design, first)
+        clustered = clustered_errors(problem, design, first, estimate, compression)
+        if clustered is not None:  # errors that let the compression error correlate
+            estimate = clustered
+            compression["standard_errors"] = "clustered by block"
     fit = _result(problem, choice, estimate, total, compression)
     diagnose(problem, first, choice, estimate, fit)
     return fit

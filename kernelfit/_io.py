@@ -707,6 +707,8 @@ def _compression_record(compression):
     record["jumps"] = tuple(float(v) for v in jumps)
     record = {name: record[name] for name in ("format", "block", "rows", "columns", "jumps",
                                               "lattice")}  # (a fit's order)
+    if compression.get("standard_errors") == "clustered by block":
+        record["standard_errors"] = "clustered by block"
     if compression.get("searched") is not None:
         record["searched"] = tuple(_integers(compression["searched"], "compression searched"))
     return record

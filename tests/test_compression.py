@@ -104,7 +104,10 @@ def test_compression_on_dask_and_in_the_kernel_file(photo, tmp_path):
     here, _ = fit_recorded(photo, output, 3, method="lstsq-stats")
     lazy, _ = fit_recorded(da.from_array(photo, chunks=(100, 128)),
                            da.from_array(output, chunks=(128, 90)), 3)
-    assert lazy.compression == here.compression
+    # (on Dask, white-noise errors: clustering them would be a pass through the client)
+    assert here.compression["standard_errors"] == "clustered by block"
+    assert lazy.compression == {key: value for key, value in here.compression.items()
+                                if key != "standard_errors"}
     write_kernel(tmp_path / "k.json", here)
     assert read_fit(tmp_path / "k.json")[0].compression == here.compression
     assert "compression: JPEG" in str(here)
@@ -122,3 +125,29 @@ def test_cli_names_jpeg(photo, tmp_path, capsys):
     assert status == 0 and "kernel K, 3x3" in out
     assert "compression: JPEG after the filter" in out
     assert "compressed after the filter (JPEG)" in err
+
+
+def test_standard_errors_clustered_by_block(photo):
+    """With JPEG found, the standard errors are the block-clustered sandwich, checked
+    against numpy on the patch matrix: wider than white noise's, as the compression error
+    correlates within a block."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    crop = photo[:128, :128]
+    output = jpeg(synth.synthesize(crop, BOX, boundary="edge", dtype=np.uint8), 75)
+    result, _ = fit_recorded(crop, output, 3, boundary="edge", bias=True)
+    white, _ = fit_recorded(crop, output, 3, boundary="edge", bias=True, checks=False)
+    assert result.compression["standard_errors"] == "clustered by block"
+    np.testing.assert_allclose(result.kernel, white.kernel, atol=1e-12)
+    padded = np.pad(crop.astype(float), 1, mode="edge")
+    A = np.c_[sliding_window_view(padded, (3, 3)).reshape(-1, 9), np.ones(crop.size)]
+    theta = np.r_[result.kernel[::-1, ::-1].ravel(), result.bias]  # (correlation order)
+    residual = output.astype(float).ravel() - A @ theta
+    rows, columns = np.divmod(np.arange(crop.size), 128)
+    block = (rows // 8) * 16 + columns // 8
+    scores = np.stack([np.bincount(block, A[:, j] * residual) for j in range(10)], axis=1)
+    bread = np.linalg.inv(A.T @ A)
+    expected = np.sqrt(np.diag(bread @ scores.T @ scores @ bread))
+    np.testing.assert_allclose(result.stderr[::-1, ::-1].ravel(), expected[:9], rtol=1e-8)
+    assert result.bias_stderr == pytest.approx(expected[9], rel=1e-8)
+    assert np.median(result.stderr / white.stderr) > 1.3
