@@ -51,3 +51,20 @@ def save(fig, folder, stem):
     path = os.path.join(folder, f"{stem}.png")
     fig.savefig(path, dpi=110)
     return path
+
+
+class CountingArray:
+    """An array read only by slicing, counting the elements read (how many passes a fit
+    makes over the pixels: the elements read over the array's size)."""
+
+    def __init__(self, array):
+        self.array, self.shape, self.dtype, self.ndim = array, array.shape, array.dtype, \
+            array.ndim
+        self.read = 0
+
+    def __getitem__(self, index):
+        import numpy as np
+
+        values = np.asarray(self.array[index])
+        self.read += values.size
+        return values

@@ -41,9 +41,9 @@ import kernelfit
 from kernelfit import kernels
 
 try:
-    from ._common import arguments, figure, save, stem, write_table
+    from ._common import CountingArray, arguments, figure, save, stem, write_table
 except ImportError:  # run as a script
-    from _common import arguments, figure, save, stem, write_table
+    from _common import CountingArray, arguments, figure, save, stem, write_table
 
 GAIN, READ = 2.0, 3.0
 KERNEL = kernels.gaussian(3, 0.8)
@@ -120,20 +120,6 @@ def cost(side, seed):
     return rows
 
 
-class _Counting:
-    """An array read only by slicing, counting the elements read."""
-
-    def __init__(self, array):
-        self.array, self.shape, self.dtype, self.ndim = array, array.shape, array.dtype, \
-            array.ndim
-        self.read = 0
-
-    def __getitem__(self, index):
-        values = np.asarray(self.array[index])
-        self.read += values.size
-        return values
-
-
 def outliers(seeds, side, seed):
     import warnings
 
@@ -155,7 +141,7 @@ def outliers(seeds, side, seed):
         wrong = rng.random(noisy.shape) < 0.01
         spoiled[wrong] = rng.uniform(0, 255, int(wrong.sum()))
         for name, (loss, spoil) in cases.items():
-            counted = _Counting(photo), _Counting(spoiled if spoil else noisy)
+            counted = CountingArray(photo), CountingArray(spoiled if spoil else noisy)
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # (the spoiled plain fit warns, rightly)
                 fit = kernelfit.fit_kernel(*counted, 5, boundary="edge", loss=loss,

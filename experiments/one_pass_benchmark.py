@@ -33,9 +33,9 @@ import time
 import numpy as np
 
 try:
-    from ._common import arguments, stem, write_table
+    from ._common import CountingArray, arguments, stem, write_table
 except ImportError:  # run as a script
-    from _common import arguments, stem, write_table
+    from _common import CountingArray, arguments, stem, write_table
 
 
 def photograph(shape):
@@ -99,20 +99,6 @@ CALLS = {
     "origin=auto": dict(origin="auto"),
     "fixed origin": dict(origin=-31),
 }
-
-
-class CountingArray:
-    """An array read only by slicing, counting the elements read."""
-
-    def __init__(self, array):
-        self.array, self.shape, self.dtype, self.ndim = array, array.shape, array.dtype, \
-            array.ndim
-        self.read = 0
-
-    def __getitem__(self, index):
-        values = np.asarray(self.array[index])
-        self.read += values.size
-        return values
 
 
 def child(case, call, quick, seed):

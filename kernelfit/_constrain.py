@@ -446,9 +446,21 @@ class _System(_Centred):
         self.matrix = np.asarray(self.build_centred())
         self.groups = int(np.count_nonzero(self.has_rows))
 
+    @property
+    def means(self):
+        """The bias groups' mean windows, (G, m)."""
+        return self.inverse_counts[:, None] * self.kb.conj().T
+
+    def covariance(self, kernel, bias):
+        """The covariance factor of the kernel (`kernel`, (m, m)) and, with a `bias`, its
+        groups (`joint_covariance`)."""
+        if not bias:
+            return kernel
+        return joint_covariance(kernel, self.means, self.inverse_counts, self.has_rows)
+
     def bias_variance(self, K, factor):
         """Per bias group: its variance factor given the kernel's, ``K (K^T C K)^+ K^T``."""
-        means = self.inverse_counts[:, None] * self.kb.conj().T  # (G, m)
+        means = self.means
         projected = means @ K
         quadratic = (np.zeros(means.shape[0]) if factor is None else np.einsum(
             "gi,ig->g", projected, factor.solve_centred(projected.T.copy())))
@@ -514,11 +526,8 @@ def solve_constrained(problem, design, first, final=True):
                 K, factor = solved.bias_terms
                 kernel = K @ factor.solve_centred(K.conj().T.copy()) if factor is not None \
                     else np.zeros((m, m))
-                means = system.inverse_counts[:, None] * system.kb.conj().T
                 builder.add_covariance(coef[:, j], bias_index[:, j] if problem.bias else None,
-                                       sigma2 * (joint_covariance(
-                                           kernel, means, system.inverse_counts,
-                                           system.has_rows) if problem.bias else kernel))
+                                       sigma2 * system.covariance(kernel, problem.bias))
             builder.add(coef[:, j], x[:, j], coef_se, bias_index[:, j],
                         b[:, j] if problem.bias else None, bias_se,
                         ss_res=float(ss_res[s][j]), ss_tot=float(ss_tot[j]), n_equations=n,

@@ -16,7 +16,7 @@ import numbers
 
 import numpy as np
 
-from ._solve import EstimateBuilder, Factorization, joint_covariance
+from ._solve import EstimateBuilder, Factorization
 from ._validation import shown
 
 __all__ = ["check_prior", "solve_prior"]
@@ -173,17 +173,13 @@ def solve_prior(problem, design, first, final=True):
             coef_se = np.sqrt(sigma2 * variance)
             bias_se = None
             if problem.bias:
-                means = system.inverse_counts[:, None] * system.kb.conj().T  # (G, m)
-                projected = means @ V
+                projected = system.means @ V
                 bias_var = system.inverse_counts + (np.abs(projected) ** 2) @ spread
                 bias_se = np.where(system.has_rows, np.sqrt(sigma2 * bias_var), np.nan)
             if builder.wants_covariance:
-                kernel = (V * spread) @ V.conj().T
-                means = system.inverse_counts[:, None] * system.kb.conj().T
                 builder.add_covariance(coef[:, j], bias_index[:, j] if problem.bias else None,
-                                       sigma2 * (joint_covariance(
-                                           kernel, means, system.inverse_counts,
-                                           system.has_rows) if problem.bias else kernel))
+                                       sigma2 * system.covariance((V * spread) @ V.conj().T,
+                                                                  problem.bias))
             builder.add(coef[:, j], x[:, j], coef_se, bias_index[:, j],
                         b[:, j] if problem.bias else None, bias_se,
                         ss_res=float(ss_res[s][j]), ss_tot=float(ss_tot[j]), n_equations=n,

@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import kernelfit
+from experiments._common import CountingArray
 from kernelfit import _statistics, data, fit_kernel, kernels
 from kernelfit._geometry import Box, Support, region
 from kernelfit._operator import Operator
@@ -233,20 +234,6 @@ def test_separate_kernel_is_per_channel_not_summed(rng):
 
 
 # --- passes over the pixels ----------------------------------------------------------------
-
-class CountingArray:
-    """An array read only by slicing (as zarr or h5py are), counting the elements read."""
-
-    def __init__(self, array):
-        self.array, self.shape, self.dtype = array, array.shape, array.dtype
-        self.ndim = array.ndim
-        self.read = 0
-
-    def __getitem__(self, index):
-        values = np.asarray(self.array[index])
-        self.read += values.size
-        return values
-
 
 @pytest.mark.parametrize("size,path", [(5, "lstsq-dense"), (9, "lstsq-stats")])
 @pytest.mark.parametrize("kept", [True, False])

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import kernelfit
+from experiments._common import CountingArray
 from kernelfit import data, kernels
 
 KERNEL = kernels.gaussian(5, 1.0)
@@ -71,20 +72,6 @@ def test_outliers_are_counted_and_masked():
     assert f"{result.robust['outliers']} outliers" in str(result)
     with pytest.raises(ValueError, match="outlier_mask needs a robust fit"):
         fit(x, spoiled).outlier_mask(x, spoiled)
-
-
-class CountingArray:
-    """An array read only by slicing, counting the elements read."""
-
-    def __init__(self, array):
-        self.array, self.shape, self.dtype, self.ndim = array, array.shape, array.dtype, \
-            array.ndim
-        self.read = 0
-
-    def __getitem__(self, index):
-        values = np.asarray(self.array[index])
-        self.read += values.size
-        return values
 
 
 @pytest.mark.parametrize("loss", ["huber", "cauchy"])
