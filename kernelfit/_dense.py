@@ -11,7 +11,13 @@ import dataclasses
 
 import numpy as np
 
-from ._solve import EstimateBuilder, Moments, joint_covariance, system_indices
+from ._solve import (
+    EstimateBuilder,
+    Moments,
+    joint_covariance,
+    log_grid_minimum,
+    system_indices,
+)
 from ._statistics import design_tiles
 
 # A dense system larger than this (the patch matrix alone) is refused: the SVD needs as
@@ -88,8 +94,6 @@ def _gcv(s, beta, b2, n, g):
     `beta` is ``U^H b`` and `b2` is ``|b|^2``; the part of b outside U's span is residual
     at every parameter.
     """
-    import scipy.optimize
-
     if not s.size or s[0] == 0:
         return 0.0
     power = np.sum(np.abs(beta) ** 2, axis=1)  # per singular value, over right-hand sides
@@ -104,12 +108,7 @@ def _gcv(s, beta, b2, n, g):
         return np.inf if dof <= 0 else n * rss / dof ** 2
 
     top = np.log10(s2[0])
-    grid = np.linspace(top - 14, top + 1, 151)
-    scores = [score(x) for x in grid]
-    best = int(np.argmin(scores))
-    low, high = grid[max(best - 1, 0)], grid[min(best + 1, grid.size - 1)]
-    result = scipy.optimize.minimize_scalar(score, bounds=(low, high), method="bounded")
-    return 10.0 ** (result.x if result.fun <= scores[best] else grid[best])
+    return log_grid_minimum(score, top - 14, top + 1, 151)
 
 
 def _svd(A):

@@ -16,7 +16,7 @@ import numbers
 
 import numpy as np
 
-from ._solve import EstimateBuilder, Factorization
+from ._solve import EstimateBuilder, Factorization, log_grid_minimum
 from ._validation import shown
 
 __all__ = ["check_prior", "solve_prior"]
@@ -81,8 +81,6 @@ def _choose(t, beta, rss_free, n, groups):
     """The weight minimising GCV, ``n RSS(w) / (n - groups - sum t / (t + w))^2``, over a
     grid of 16 decades below the largest t, refined between the best point's neighbours;
     ``beta = V^H c`` and `rss_free` the unregularised fit's residual."""
-    import scipy.optimize
-
     positive = t > 0
 
     def score(log_weight):
@@ -92,12 +90,7 @@ def _choose(t, beta, rss_free, n, groups):
         return np.inf if dof <= 0 else n * rss / dof ** 2
 
     top = np.log10(max(float(t[positive].max()) if positive.any() else 1.0, 1e-300))
-    grid = np.linspace(top - 14, top + 2, 161)
-    scores = [score(x) for x in grid]
-    best = int(np.argmin(scores))
-    low, high = grid[max(best - 1, 0)], grid[min(best + 1, grid.size - 1)]
-    found = scipy.optimize.minimize_scalar(score, bounds=(low, high), method="bounded")
-    return 10.0 ** (found.x if found.fun <= scores[best] else grid[best])
+    return log_grid_minimum(score, top - 14, top + 2, 161)
 
 
 def _rss(t, beta, rss_free, w):

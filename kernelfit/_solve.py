@@ -767,6 +767,20 @@ class Moments:
         return max(self.r2_regressed - float(vr @ coefficients), 0.0)
 
 
+def log_grid_minimum(score, low, high, points):
+    """The x in [low, high] minimising ``score(x)`` (x a log10 parameter, as GCV's): the best
+    of `points` evenly spaced, refined by a bounded search between its neighbours; returns
+    ``10 ** x``."""
+    import scipy.optimize
+
+    grid = np.linspace(low, high, points)
+    scores = [score(x) for x in grid]
+    best = int(np.argmin(scores))
+    bounds = grid[max(best - 1, 0)], grid[min(best + 1, grid.size - 1)]
+    found = scipy.optimize.minimize_scalar(score, bounds=bounds, method="bounded")
+    return 10.0 ** (found.x if found.fun <= scores[best] else grid[best])
+
+
 def joint_covariance(kernel, means, inverse_counts, has_rows):
     """The covariance factor of a kernel and its bias groups (multiply by the residual
     variance) from the kernel's, `kernel` (m, m): the bias ``b = N^-1 r_b - M x`` with
