@@ -189,6 +189,7 @@ CLI_WORDS = [
     (r"\bweights(\[\d+\])?(?= must| has)", "--weights"),
     (r"\bweights and noise both", "--weights and --noise both"),
     (r"\bloss='(\w+)'", r"--loss \1"),
+    (r"\berrors='(\w+)'", r"--errors \1"),
     (r"\bcombine with weights or noise", "combine with --weights or --noise"),
     (r"\b(gain|read_noise) must", r"--noise \1 must"),
     (r"\b(size|origin|boundary|mode|convention)='(\w+)'", r"--\1 \2"),
@@ -263,6 +264,9 @@ def build_parser():
     fit.add_argument("--loss", choices=["squared", "huber", "cauchy"], default="squared",
                      help="squared (least squares, the default), or a robust loss that "
                      "bounds what wrong samples (outliers) can do to the kernel")
+    fit.add_argument("--errors", choices=["model", "sandwich"], default="model",
+                     help="standard errors from the model's noise (default), or the sandwich "
+                     "that holds whatever the noise's variance does (one more pass)")
     fit.add_argument("--noise", type=_noise, metavar="poisson:gain=G[,read=R]|auto",
                      help="a noise model: photon noise of G photons per output unit plus "
                      "read noise R (output units), or auto (the residual's variance against "
@@ -559,6 +563,7 @@ def _fit_files(args, lazy, resources):
                      channel_axis=channel_axis, channels=channels, mask=mask, origin=origin,
                      max_size=args.max_size, progress=_progress(args),
                      constraints=_constraints(args), weights=weights, loss=args.loss,
+                     errors=args.errors,
                      prior=None if args.smooth is None else {"laplacian": args.smooth},
                      **(args.noise or {}))
     peak = _peak(target)
@@ -760,7 +765,8 @@ def report(fit, input_path, output_path, image, target, psnr, identification=Non
     lines.append(usage_note(fit))
     lines.append("")
     if finite.size:
-        lines.append(f"stderr: largest {finite.max():.3g}, median {np.median(finite):.3g}")
+        lines.append(f"stderr{' (sandwich)' if fit.errors == 'sandwich' else ''}: largest "
+                     f"{finite.max():.3g}, median {np.median(finite):.3g}")
     lines.append(f"fit: {'weighted ' if fit.weighted else ''}residual RMS "
                  f"{fit.residual_rms:.4g}, R^2 {fit.r2:.6f}, "
                  + ("" if np.isnan(psnr) else

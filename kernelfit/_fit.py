@@ -13,7 +13,7 @@ from ._constrain import solve_constrained
 from ._diagnose import diagnose
 from ._prepare import prepare
 from ._prior import solve_prior
-from ._reweight import solve_robust, solve_with_noise
+from ._reweight import sandwich_errors, solve_robust, solve_with_noise
 from ._result import KernelFit
 from ._search import choose, plan
 from ._solve import get_solver
@@ -26,7 +26,8 @@ def fit_kernel(input, output, size, *, mode=None, boundary=None, fillvalue=0,
                convention="convolution", origin=0, bias=False, channel_axis=None,
                channels="shared", mask=None, saturated="auto", method="lstsq", options=None,
                max_size=15, checks=True, progress=False, constraints=None, weights=None,
-               noise=None, gain=None, read_noise=None, loss="squared", prior=None):
+               noise=None, gain=None, read_noise=None, loss="squared", prior=None,
+               errors="model"):
     r"""Recover the kernel of a linear filter from its input and output.
 
     Every output sample is a linear function of a window of the input, so the kernel is
@@ -123,6 +124,13 @@ def fit_kernel(input, output, size, *, mode=None, boundary=None, fillvalue=0,
         noisy data and smooth kernels. ``fit.prior`` holds the weight used; the standard
         errors are the regularised estimator's (its bias is not in them). With `method`
         'lstsq' or 'lstsq-stats'; not with `constraints`.
+    errors : {'model', 'sandwich'}, optional
+        How the standard errors (and `covariance`) are computed: 'model' from the fitted
+        model's noise (one variance for all, or the noise model's); 'sandwich' the
+        heteroscedasticity-consistent ``G^-1 (A^T diag(r^2) A) G^-1`` (HC0), right
+        whatever the noise's variance does (brighter samples noisier, an unmodelled
+        noise), at the cost of one more pass that sums the windows weighted by the squared
+        residuals (O(samples x unknowns^2)). Unweighted least squares only.
     loss : {'squared', 'huber', 'cauchy'}, optional
         'squared' is least squares. A robust loss bounds what a wrong sample (a cosmic ray,
         a logo burnt in, a stuck pixel) can do to the kernel: iteratively reweighted least
@@ -295,7 +303,7 @@ def fit_kernel(input, output, size, *, mode=None, boundary=None, fillvalue=0,
                       saturated=saturated, method=method, options=options,
                       max_size=max_size, checks=checks, progress=progress,
                       constraints=constraints, weights=weights, noise=noise, gain=gain,
-                      read_noise=read_noise, loss=loss, prior=prior)
+                      read_noise=read_noise, loss=loss, prior=prior, errors=errors)
     planned = plan(problem)
     _check_memory(problem, planned[0], planned[3])
     first = first_pass(problem, *planned)  # the one pass over the pixels
@@ -334,6 +342,8 @@ def fit_kernel(input, output, size, *, mode=None, boundary=None, fillvalue=0,
         if clustered is not None:  # errors that let the compression error correlate
             estimate = clustered
             compression["standard_errors"] = "clustered by block"
+    if problem.errors == "sandwich":
+        estimate = sandwich_errors(problem, design, estimate)
     fit = _result(problem, choice, estimate, total, compression)
     diagnose(problem, first, choice, estimate, fit)
     return fit
@@ -439,4 +449,4 @@ def _result(problem, choice, estimate, total, compression=None):
         frame=choice.frame, size_limit=choice.size_limit, constraints=estimate.constraints,
         rank_scores=estimate.rank_scores, weighted=problem.weighted or estimate.noise is not None,
         noise=estimate.noise, robust=estimate.robust, compression=compression,
-        prior=estimate.prior, covariance=covariance)
+        prior=estimate.prior, covariance=covariance, errors=problem.errors)

@@ -20,7 +20,7 @@ from ._geometry import (
 )
 from ._operator import LAYOUTS, gather
 from ._prior import check_prior
-from ._reweight import check_loss, check_noise
+from ._reweight import check_errors, check_loss, check_noise
 from ._progress import Progress, check_progress
 from ._solve import check_options
 from ._validation import (
@@ -233,6 +233,7 @@ class Problem:
     loss: str = "squared"     # 'squared', or a robust loss ('huber', 'cauchy')
     outlier_threshold: object = None  # residuals beyond it are counted (robust fits)
     prior: object = None      # None, or {'laplacian': weight or 'gcv'}
+    errors: str = "model"     # 'model', or 'sandwich' (heteroscedasticity-consistent)
 
     @property
     def weighted(self):
@@ -299,13 +300,14 @@ CHANNELS = LAYOUTS
 def prepare(input, output, size, *, mode, boundary, fillvalue, convention, origin, bias,
             channel_axis, channels, mask, saturated, method, options, max_size, checks,
             progress=None, constraints=None, weights=None, noise=None, gain=None,
-            read_noise=None, loss="squared", prior=None):
+            read_noise=None, loss="squared", prior=None, errors="model"):
     """Check every argument of fit_kernel once; return the Problem."""
     options = check_options(method, options)
     constraints = check_constraints(constraints, method)
     noise = check_noise(noise, gain, read_noise)
     loss = check_loss(loss, weights)
     prior = check_prior(prior, method, constraints)
+    errors = check_errors(errors, weights, noise, loss)
     if noise is not None and weights is not None:
         raise ValueError("weights and noise both weight the samples (a noise model's weights "
                          "are its inverse variances): pass one of them")
@@ -399,6 +401,10 @@ def prepare(input, output, size, *, mode, boundary, fillvalue, convention, origi
                            and all(p.limits is None for p in pairs))
     check_for_data(constraints, n_spatial=n_spatial, size=size, layout=layout, n_in=n_in,
                    dtype=dtype)
+    if errors == "sandwich" and layout == "full" and joint and n_out > 1:
+        raise ValueError("errors='sandwich' takes one output channel per system: a "
+                         "channels='full' kernel whose output channels share their samples "
+                         "is one system of several (fit the output channels one at a time)")
     return Problem(
         pairs=tuple(pairs), n_spatial=n_spatial, n_in=n_in, n_out=n_out, layout=layout,
         grey_output=bool(grey), channel_axis=channel_axis,
@@ -410,7 +416,7 @@ def prepare(input, output, size, *, mode, boundary, fillvalue, convention, origi
                                     for source in (pair.input, pair.output, pair.mask,
                                                    pair.weights)
                                     if source is not None),
-        constraints=constraints, noise=noise, loss=loss, prior=prior)
+        constraints=constraints, noise=noise, loss=loss, prior=prior, errors=errors)
 
 
 def _geometry(pairs, size, mode, n):

@@ -152,6 +152,9 @@ class KernelFit:
         Its diagonal is `stderr` squared (and `bias_stderr` squared). Kept for up to 2048
         unknowns in all (None above); ``predict(input, return_std=True)`` turns it into
         the re-synthesised output's uncertainty.
+    errors : str
+        How `stderr` and `covariance` were computed: 'model' or 'sandwich'
+        (``fit_kernel(errors=...)``).
     compression : dict or None
         When the residual shows JPEG's 8x8 block grid (2-D images, with `checks`):
         'format' ('JPEG'), 'block' (8), 'rows' and 'columns' (where the blocks start,
@@ -198,6 +201,7 @@ class KernelFit:
     compression: object = None
     prior: object = None
     covariance: object = None
+    errors: str = "model"
 
     def __post_init__(self):
         for name in ("kernel", "stderr", "bias", "bias_stderr", "reg", "loss_history",
@@ -379,7 +383,8 @@ class KernelFit:
         ]
         finite = self.stderr[np.isfinite(self.stderr)]
         if finite.size:
-            lines.append(f"  stderr: largest {finite.max():.3g}"
+            lines.append(f"  stderr{' (sandwich)' if self.errors == 'sandwich' else ''}: "
+                         f"largest {finite.max():.3g}"
                          + (f" ({self.stderr.size - finite.size} not determined)"
                             if finite.size < self.stderr.size else ""))
         if self.bias is not None:

@@ -301,3 +301,74 @@ def solve_robust(problem, design, first, solve):
                   float("nan")}
         return dataclasses.replace(estimate, robust=robust, noise=report)
     return dataclasses.replace(estimate, robust=robust)
+
+
+@dataclasses.dataclass(frozen=True)
+class SquaredResiduals(PredictedWeights):
+    """The squared residual of each sample at the prediction: as weights, they make the
+    statistics' Gram matrix the sandwich's meat, ``A^H diag(r^2) A``."""
+
+    def of(self, extended, support, target):
+        return np.abs(target - self.predict(extended, support)) ** 2
+
+
+def sandwich_errors(problem, design, estimate):
+    """The estimate with heteroscedasticity-consistent standard errors and covariance (the
+    sandwich ``G^+ (A^H diag(r^2) A) G^+`` per system, HC0): right whatever the noise's
+    variance does, where the model's assume one variance. One more pass over the pixels,
+    summing the windows weighted by the squared residuals."""
+    from ._normal import _indices
+    from ._solve import Factorization
+    from ._statistics import design_pass
+
+    rule = SquaredResiduals(None, np.asarray(estimate.kernel), None if estimate.bias is None
+                            else np.asarray(estimate.bias), design.support, problem.layout,
+                            problem.n_in, problem.n_out)
+    meat = design_pass(_with_weights(problem, rule), None, design).statistics
+    plain = design_pass(problem, None, design).statistics
+    m = plain.n_kernel
+    stderr = np.full(np.shape(estimate.kernel), np.nan)
+    bias_stderr = None if estimate.bias_stderr is None else np.full(
+        np.shape(estimate.bias_stderr), np.nan)
+    size = stderr.size
+    total = size + (0 if bias_stderr is None else bias_stderr.size)
+    covariance = np.zeros((total, total)) if estimate.covariance is not None else None
+    for s in range(plain.gram.shape[0]):
+        coef, bias_index = _indices(problem, design, s)
+        unknowns = np.arange(m + (plain.groups if problem.bias else 0))
+        gram = plain.gram[s][np.ix_(unknowns, unknowns)]
+        factor = Factorization(gram, len(unknowns), int(plain.n_rows[s]), bias=False)
+        bread = factor.solve_centred(np.eye(len(unknowns)))
+        middle = meat.gram[s][np.ix_(unknowns, unknowns)]
+        sandwich = bread @ middle @ bread.conj().T
+        sandwich = np.real((sandwich + sandwich.conj().T) / 2)
+        spread = np.sqrt(np.maximum(np.diag(sandwich), 0.0))
+        stderr.flat[coef[:, 0]] = spread[:m]
+        index = coef[:, 0]
+        if problem.bias:
+            groups = np.asarray(bias_index[:, 0]).ravel()
+            bias_stderr.flat[groups] = spread[m:]
+            index = np.concatenate([index, size + groups])
+        if covariance is not None:
+            covariance[np.ix_(index, index)] = sandwich
+    for value in (stderr, bias_stderr):
+        if isinstance(value, np.ndarray):
+            value.flags.writeable = False
+    return dataclasses.replace(estimate, stderr=stderr, covariance=covariance,
+                               bias_stderr=bias_stderr)
+
+
+ERRORS = ("model", "sandwich")
+
+
+def check_errors(errors, weights, noise, loss):
+    """`errors` checked: 'model' (the fitted model's variance) or 'sandwich' (unweighted
+    least squares only, for now)."""
+    if not isinstance(errors, str) or errors not in ERRORS:
+        raise ValueError(f"errors must be one of {', '.join(map(repr, ERRORS))}; got "
+                         f"{shown(errors)}")
+    if errors == "sandwich" and (weights is not None or noise is not None
+                                 or loss != "squared"):
+        raise ValueError("errors='sandwich' is for unweighted least squares (it does not take "
+                         "weights, noise or a robust loss, whose model gives the errors)")
+    return errors
