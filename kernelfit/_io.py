@@ -526,7 +526,7 @@ _FIELDS = ("convention", "method", "mode", "boundary", "fillvalue", "origin", "f
            "channels", "channel_axis", "bias", "bias_stderr", "stderr", "residual_rms", "r2",
            "n_equations", "n_unknowns", "rank", "identifiable", "condition_number",
            "n_masked", "reg", "n_steps", "stop_reason", "device", "boundary_scores",
-           "constraints", "weighted", "noise", "robust", "compression", "prior")
+           "constraints", "weighted", "noise", "robust", "compression", "prior", "errors")
 
 
 def fit_to_dict(fit, extra=None):
@@ -660,7 +660,8 @@ def fit_from_dict(content):
         constraints=constraints, weighted=content.get("weighted") is True,
         noise=_noise_record(content.get("noise")), robust=_robust_record(content.get("robust")),
         compression=_compression_record(content.get("compression")),
-        prior=_prior_record(content.get("prior")))
+        prior=_prior_record(content.get("prior")),
+        errors="sandwich" if content.get("errors") == "sandwich" else "model")
 
 
 def _noise_record(noise):

@@ -101,8 +101,11 @@ def test_cli_errors_sandwich(tmp_path, capsys, rng):
     np.save(tmp_path / "x.npy", x)
     np.save(tmp_path / "y.npy", np.pad(y, 1))
     assert main(["fit", str(tmp_path / "x.npy"), str(tmp_path / "y.npy"), "--size", "3",
-                 "--boundary", "none", "--errors", "sandwich"]) == 0
+                 "--boundary", "none", "--errors", "sandwich", "-o",
+                 str(tmp_path / "k.json")]) == 0
     assert "stderr (sandwich): largest" in capsys.readouterr().out
+    from kernelfit._io import read_fit
+    assert read_fit(tmp_path / "k.json")[0].errors == "sandwich"
     assert main(["fit", str(tmp_path / "x.npy"), str(tmp_path / "y.npy"), "--size", "3",
                  "--errors", "sandwich", "--loss", "huber"]) == 2
     assert "--errors sandwich is for unweighted least squares" in capsys.readouterr().err
