@@ -114,10 +114,9 @@ def check_for_data(constraints, *, n_spatial, size, layout, n_in, dtype):
     """The checks that need the data's shape and type (raised before any pixel is read)."""
     if constraints is None:
         return
-    if np.dtype(dtype).kind == "c" and (constraints.nonneg or constraints.rank is not None
-                                         or constraints.total is not None):
-        raise ValueError("constraints 'nonneg', 'sum' and 'rank' need real data; the data "
-                         "are complex ('symmetry' alone works)")
+    if np.dtype(dtype).kind == "c":
+        raise ValueError("constraints need real data; the data are complex (fit the free "
+                         "kernel)")
     if constraints.rank is not None:
         if n_spatial != 2:
             raise ValueError(f"constraints['rank'] needs a 2-D kernel (a sum of outer "

@@ -508,6 +508,8 @@ def _plain(value):
         return [_plain(v) for v in value.tolist()] if value.ndim else _plain(value.item())
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
+    if isinstance(value, dict):
+        return {key: _plain(v) for key, v in value.items()}
     if isinstance(value, np.generic):
         value = value.item()
     if isinstance(value, float) and not np.isfinite(value):
@@ -719,7 +721,10 @@ def _prior_record(prior):
     """A kernel file's prior record (a fit's `prior`), checked, or None."""
     if prior is None:
         return None
-    weight = prior.get("laplacian") if isinstance(prior, dict) else None
+    if not isinstance(prior, dict):
+        raise ValueError(f"'prior' must be an object with a 'laplacian' weight and "
+                         f"'chosen_by'; got {prior!r}")
+    weight = prior.get("laplacian")
     weights = np.atleast_1d(np.asarray(weight if weight is not None else np.nan,
                                        dtype=object))
     if not all(isinstance(w, (int, float)) and not isinstance(w, bool) for w in weights) \

@@ -148,10 +148,11 @@ class Pair:
             weight = out.weight if out is not None else np.empty(raw.shape)
             # an array of weights, or a rule that computes them from the block (a noise
             # model's variance at a prediction)
-            weight[...] = np.broadcast_to(self.weights.of(extended, support, target)
-                                          if hasattr(self.weights, "of") else
-                                          self.weights.read(index), raw.shape)
-            if not (np.isfinite(weight.sum()) and weight.min() >= 0):
+            if hasattr(self.weights, "of"):  # (on the samples the fit may use only)
+                weight[...] = np.where(usable, self.weights.of(extended, support, target), 0)
+            else:
+                weight[...] = np.broadcast_to(self.weights.read(index), raw.shape)
+            if not (np.isfinite(weight).all() and weight.min() >= 0):
                 bad = ~(np.isfinite(weight) & (weight >= 0))
                 raise ValueError(f"weights{self.name} must be finite and >= 0 (0 leaves a "
                                  f"sample out, like mask=); got {float(weight[bad].flat[0])!r}")
@@ -307,7 +308,7 @@ def prepare(input, output, size, *, mode, boundary, fillvalue, convention, origi
     noise = check_noise(noise, gain, read_noise)
     loss = check_loss(loss, weights)
     prior = check_prior(prior, method, constraints)
-    errors = check_errors(errors, weights, noise, loss)
+    errors = check_errors(errors, weights, noise, loss, method, constraints, prior)
     if noise is not None and weights is not None:
         raise ValueError("weights and noise both weight the samples (a noise model's weights "
                          "are its inverse variances): pass one of them")
@@ -342,6 +343,10 @@ def prepare(input, output, size, *, mode, boundary, fillvalue, convention, origi
     inputs, outputs = _as_pairs(input, output)
     masks = _as_masks(mask, len(inputs))
     weights = _as_masks(weights, len(inputs), "weights")
+    if any(w is None for w in weights) and not all(w is None for w in weights):
+        missing = next(i for i, w in enumerate(weights) if w is None)
+        raise ValueError(f"weights[{missing}] is None: give every pair its weights (an array "
+                         f"of ones for equal ones) or none")
     n = len(inputs)
     inputs = [_unmasked_input(x, _name("input", i, n)) for i, x in enumerate(inputs)]
     for i, y in enumerate(outputs):

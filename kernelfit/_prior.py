@@ -35,12 +35,12 @@ def check_prior(prior, method, constraints):
     weight = prior["laplacian"]
     if isinstance(weight, str):
         if weight not in CHOICES:
-            raise ValueError(f"prior['laplacian'] must be a number >= 0 or 'gcv'; got "
-                             f"{weight!r}")
+            raise ValueError(f"prior['laplacian'] must be a number from 0 to 1e100, or "
+                             f"'gcv'; got {weight!r}")
     elif isinstance(weight, (bool, np.bool_)) or not isinstance(weight, numbers.Real) or \
-            not np.isfinite(weight) or weight < 0:
-        raise ValueError(f"prior['laplacian'] must be a number >= 0 or 'gcv'; got "
-                         f"{shown(weight)}")
+            not np.isfinite(weight) or weight < 0 or weight > 1e100:
+        raise ValueError(f"prior['laplacian'] must be a number from 0 to 1e100, or 'gcv'; "
+                         f"got {shown(weight)}")
     else:
         weight = float(weight)
     if constraints is not None:

@@ -112,9 +112,10 @@ def check_noise(noise, gain, read_noise):
 
 def _positive(value, name, zero):
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real) or \
-            not np.isfinite(value) or value < 0 or (value == 0 and not zero):
-        raise ValueError(f"{name} must be a finite number {'>= 0' if zero else '> 0'}; got "
-                         f"{shown(value)}")
+            not np.isfinite(value) or value < 0 or (value == 0 and not zero) or \
+            value > 1e100 or 0 < value < 1e-100:
+        raise ValueError(f"{name} must be a finite number {'>= 0' if zero else '> 0'} "
+                         f"between 1e-100 and 1e100; got {shown(value)}")
     return float(value)
 
 
@@ -269,10 +270,12 @@ def solve_robust(problem, design, first, solve):
     (problem, design, first, final) -> Estimate (`final` False: no residual pass). Returns
     the last estimate, with ``estimate.robust`` the loss, the scale, the refits and the
     outliers counted."""
-    noise = None
+    noise = report = None
     if problem.noise is not None:  # the noise model's fit: its standardised residual
         estimate, noise = _noise_fit(problem, design, first, solve)
         report = estimate.noise
+        if noise is None:  # 'auto' found one variance for all: least squares' residuals
+            problem = dataclasses.replace(problem, noise=None)
     else:  # least squares: its residual's scale
         estimate = solve(problem, design, first, True)
     scale = estimate.moments.robust_scale() if estimate.moments is not None else 0.0
@@ -295,10 +298,11 @@ def solve_robust(problem, design, first, solve):
         estimate = solve(weighted, design, None, final)
     robust = {"loss": problem.loss, "scale": float(scale), "refits": refits,
               "outliers": int(estimate.moments.beyond)}
-    if problem.noise is not None:  # (the scale is then of the standardised residual)
-        dof = estimate.n_equations - estimate.rank
-        report = {**report, "chi2_dof": float(estimate.ss_res / dof) if dof > 0 else
-                  float("nan")}
+    if report is not None:  # a noise model's fit (scale: of the standardised residual)
+        if noise is not None:
+            dof = estimate.n_equations - estimate.rank
+            report = {**report, "chi2_dof": float(estimate.ss_res / dof) if dof > 0 else
+                      float("nan")}
         return dataclasses.replace(estimate, robust=robust, noise=report)
     return dataclasses.replace(estimate, robust=robust)
 
@@ -361,9 +365,10 @@ def sandwich_errors(problem, design, estimate):
 ERRORS = ("model", "sandwich")
 
 
-def check_errors(errors, weights, noise, loss):
-    """`errors` checked: 'model' (the fitted model's variance) or 'sandwich' (unweighted
-    least squares only, for now)."""
+def check_errors(errors, weights, noise, loss, method="lstsq", constraints=None,
+                 prior=None):
+    """`errors` checked: 'model' (the fitted model's variance) or 'sandwich' (unweighted,
+    unconstrained, unregularised least squares only, for now)."""
     if not isinstance(errors, str) or errors not in ERRORS:
         raise ValueError(f"errors must be one of {', '.join(map(repr, ERRORS))}; got "
                          f"{shown(errors)}")
@@ -371,4 +376,8 @@ def check_errors(errors, weights, noise, loss):
                                  or loss != "squared"):
         raise ValueError("errors='sandwich' is for unweighted least squares (it does not take "
                          "weights, noise or a robust loss, whose model gives the errors)")
+    if errors == "sandwich" and (constraints is not None or prior is not None
+                                 or method not in ("lstsq", "lstsq-dense", "lstsq-stats")):
+        raise ValueError("errors='sandwich' is for least squares as it is: not with "
+                         "constraints, a prior, or method 'pinv', 'ridge' or 'tf'")
     return errors

@@ -88,6 +88,8 @@ def test_poisson_with_constraints_and_on_dask(rng):
     (dict(noise="poisson", gain=0), ValueError, "gain must be a finite number > 0"),
     (dict(noise="poisson", gain=np.nan), ValueError, "gain must be a finite number > 0"),
     (dict(noise="poisson", gain=True), ValueError, "gain must be a finite number > 0"),
+    (dict(noise="poisson", gain=1e-300), ValueError, "between 1e-100 and 1e100"),
+    (dict(noise="poisson", gain=1.0, read_noise=1e200), ValueError, "between 1e-100 and"),
     (dict(noise="poisson", gain=1.0, read_noise=-1), ValueError,
      "read_noise must be a finite number >= 0"),
     (dict(gain=2.0), ValueError, "gain is a parameter of noise='poisson'"),

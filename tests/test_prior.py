@@ -100,9 +100,10 @@ def test_the_prior_with_channels_complex_data_and_dask(rng):
 @pytest.mark.parametrize("call, words", [
     (dict(prior={"tv": 1.0}), "prior must be a dict {'laplacian': weight}"),
     (dict(prior="gcv"), "prior must be a dict {'laplacian': weight}"),
-    (dict(prior={"laplacian": -1.0}), "prior['laplacian'] must be a number >= 0 or 'gcv'"),
-    (dict(prior={"laplacian": "lcurve"}), "prior['laplacian'] must be a number >= 0 or"),
-    (dict(prior={"laplacian": np.inf}), "prior['laplacian'] must be a number >= 0 or"),
+    (dict(prior={"laplacian": -1.0}), "prior['laplacian'] must be a number from 0 to 1e100, or 'gcv'"),
+    (dict(prior={"laplacian": "lcurve"}), "prior['laplacian'] must be a number from 0 to 1e100"),
+    (dict(prior={"laplacian": np.inf}), "prior['laplacian'] must be a number from 0 to 1e100"),
+    (dict(prior={"laplacian": 1e300}), "prior['laplacian'] must be a number from 0 to 1e100"),
     (dict(prior={"laplacian": 1.0}, constraints={"sum": 1.0}), "cannot be combined"),
     (dict(prior={"laplacian": 1.0}, method="pinv"), "takes method='lstsq' or"),
 ])
