@@ -637,16 +637,23 @@ def _mask(mask, output, channel_axis, grey, i, n):
                             f"one shape); got {type(mask).__name__} of ragged rows") from None
     if mask.dtype != bool:
         raise TypeError(f"{name} must be a boolean array; got dtype {mask.dtype}")
+    return _over_output(mask, output, channel_axis, grey, name)
+
+
+def _over_output(array, output, channel_axis, grey, name):
+    """A per-sample array (a mask, weights) as a Source, channels last, shaped like the
+    output or its spatial axes; else an error naming it."""
     shape = output.shape  # (*S_out, C_out)
-    if channel_axis is not None and not grey and mask.ndim == len(shape):
-        source = Source(mask, channel_axis)
-    elif mask.ndim == len(shape) - 1:
-        source = Source(mask)
+    ndim = len(array.shape)
+    if channel_axis is not None and not grey and ndim == len(shape):
+        source = Source(array, channel_axis)
+    elif ndim == len(shape) - 1:
+        source = Source(array)
     else:
         source = None
     if source is None or source.shape not in (shape, shape[:-1] + (1,)):
-        raise ValueError(f"{name} has shape {mask.shape}; expected the output's shape or its "
-                         f"spatial shape")
+        raise ValueError(f"{name} has shape {tuple(array.shape)}; expected the output's "
+                         f"shape or its spatial shape")
     return source
 
 
@@ -668,17 +675,7 @@ def _weights(weights, output, channel_axis, grey, i, n):
                                                       & (weights >= 0)))[0])
             raise ValueError(f"{name} must be finite and >= 0 (0 leaves a sample out, like "
                              f"mask=); got {float(weights[bad])!r} at index {bad}")
-    shape = output.shape  # (*S_out, C_out)
-    if channel_axis is not None and not grey and len(weights.shape) == len(shape):
-        source = Source(weights, channel_axis)
-    elif len(weights.shape) == len(shape) - 1:
-        source = Source(weights)
-    else:
-        source = None
-    if source is None or source.shape not in (shape, shape[:-1] + (1,)):
-        raise ValueError(f"{name} has shape {tuple(weights.shape)}; expected the output's "
-                         f"shape or its spatial shape")
-    return source
+    return _over_output(weights, output, channel_axis, grey, name)
 
 
 def _layout(channel_axis, channels, grey_output, n_in, n_out):
